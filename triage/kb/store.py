@@ -1,0 +1,151 @@
+"""Chroma client and the two collections: ``regulations`` (one chunk per article) and ``cases`` (past orders).
+
+Vectors always come from our own embedder (``embeddings=`` / ``query_embeddings=``): handing Chroma raw text
+would make it fetch its default ONNX model, which fails offline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from triage.settings import Settings, get_settings
+
+REGULATIONS = "regulations"
+CASES = "cases"
+COLLECTIONS = (REGULATIONS, CASES)
+# Chroma caps one write; stay well under it.
+WRITE_BATCH = 1000
+
+
+class KnowledgeStoreError(RuntimeError):
+    """Chroma is unreachable or refused an operation."""
+
+
+def make_client(settings: Settings):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
+    if settings.chroma and settings.chroma.startswith(("http://", "https://")):
+        url = urlparse(settings.chroma)
+        return chromadb.HttpClient(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or (443 if url.scheme == "https" else 8000),
+            ssl=url.scheme == "https",
+            settings=chroma_settings,
+        )
+    path = settings.chroma or str(settings.chroma_path)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+@dataclass
+class Hit:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    similarity: float
+
+
+class KnowledgeStore:
+    """Thin wrapper: named collections, batched upserts, cosine similarity in [−1, 1]."""
+
+    def __init__(self, client, prefix: str = ""):
+        self.client = client
+        self.prefix = prefix  # lets `triage eval` work in isolated collections on the same client
+        self._collections: dict[str, Any] = {}
+
+    def collection(self, name: str):
+        if name not in COLLECTIONS:
+            raise ValueError(f"unknown collection {name!r}; expected one of {COLLECTIONS}")
+        if name not in self._collections:
+            self._collections[name] = self.client.get_or_create_collection(
+                name=self.prefix + name,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        return self._collections[name]
+
+    def count(self, name: str) -> int:
+        return self.collection(name).count()
+
+    def existing_ids(self, name: str, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        col = self.collection(name)
+        for i in range(0, len(ids), WRITE_BATCH):
+            found.update(col.get(ids=ids[i : i + WRITE_BATCH], include=[])["ids"])
+        return found
+
+    def upsert(self, name: str, ids: list[str], vectors: np.ndarray, documents: list[str],
+               metadatas: list[dict[str, Any]]) -> None:
+        col = self.collection(name)
+        for i in range(0, len(ids), WRITE_BATCH):
+            sl = slice(i, i + WRITE_BATCH)
+            col.upsert(
+                ids=ids[sl],
+                embeddings=np.asarray(vectors[sl], dtype=np.float32),
+                documents=documents[sl],
+                metadatas=[_clean_metadata(m) for m in metadatas[sl]],
+            )
+
+    def query(self, name: str, vector: np.ndarray, k: int = 5,
+              where: dict[str, Any] | None = None) -> list[Hit]:
+        col = self.collection(name)
+        n = col.count()
+        if n == 0:
+            return []
+        res = col.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=min(k, n),
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        hits = []
+        for id_, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0],
+                                        res["distances"][0]):
+            hits.append(Hit(id=id_, text=doc or "", metadata=dict(meta or {}), similarity=1.0 - float(dist)))
+        return hits
+
+    def get_all(self, name: str, include_embeddings: bool = False) -> dict[str, Any]:
+        include = ["documents", "metadatas"] + (["embeddings"] if include_embeddings else [])
+        return self.collection(name).get(include=include)
+
+    def delete_collections(self) -> None:
+        for name in COLLECTIONS:
+            try:
+                self.client.delete_collection(self.prefix + name)
+            except Exception:  # noqa: BLE001 - absent collection is fine
+                pass
+        self._collections.clear()
+
+
+def _clean_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """Chroma accepts str/int/float/bool only; drop None and stringify the rest."""
+    out: dict[str, Any] = {}
+    for k, v in meta.items():
+        if v is None:
+            continue
+        out[k] = v if isinstance(v, (str, int, float, bool)) else str(v)
+    return out
+
+
+_store: KnowledgeStore | None = None
+
+
+def get_store(settings: Settings | None = None) -> KnowledgeStore:
+    global _store
+    settings = settings or get_settings()
+    if _store is None:
+        try:
+            _store = KnowledgeStore(make_client(settings))
+        except Exception as exc:  # noqa: BLE001
+            raise KnowledgeStoreError(f"cannot open Chroma ({settings.chroma or settings.chroma_path}): {exc}") from exc
+    return _store
+
+
+def reset_store_cache() -> None:
+    global _store
+    _store = None

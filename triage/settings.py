@@ -1,0 +1,48 @@
+"""All configuration in one pydantic-settings object (environment prefix TRIAGE_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The repository root: knowledge/ and prompts/ live beside the package (editable install).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="where SQLite, Chroma and exports live")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir")
+    chroma: str | None = Field(default=None, description="http://host:port of a Chroma server; default embedded")
+    embedding_model: str | None = Field(default=None, description="path of a sentence-transformers model")
+    model_cache_dir: Path = Field(default=Path.home() / ".cache" / "triage" / "models")
+    embedding_batch_size: int = 32
+    knowledge_dir: Path = PROJECT_ROOT / "knowledge"
+    prompts_dir: Path = PROJECT_ROOT / "prompts"
+    jurisdiction: str = "gz_baiyun_junhe"
+    # Reply drafting through any OpenAI-compatible endpoint; empty = template drafter.
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout: float = 30.0
+    llm_max_retries: int = 1
+    demo_data: bool = True
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'triage.db').resolve()}"
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
