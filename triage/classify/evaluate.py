@@ -1,0 +1,158 @@
+"""`triage eval`: the system against a TF-IDF + logistic-regression baseline, both trained on the same TRAIN.
+
+Everything happens in a temporary directory: a fresh Chroma with the project's own knowledge plus TRAIN's cases.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+
+from triage.kb.cases import _cell, _records, import_cases
+from triage.kb.store import KnowledgeStore, make_client
+from triage.settings import Settings
+from triage.taxonomy import NON_ROUTING_UNITS, NOT_ENV
+
+log = logging.getLogger(__name__)
+MIN_CLASS_ROWS_F1 = 5
+
+
+def read_test_rows(path: Path) -> list[dict[str, str]]:
+    rows = []
+    for n, rec in _records(Path(path)):
+        text, title = _cell(rec, "text"), _cell(rec, "title")
+        if title and title not in text:
+            text = f"{title}。{text}"
+        if not text:
+            continue
+        rows.append({"row": n, "text": text, "pollution_type": _cell(rec, "pollution_type"),
+                     "subtype": _cell(rec, "subtype"), "unit_type": _cell(rec, "unit_type")})
+    return rows
+
+
+class Baseline:
+    """Character 1–3-gram TF-IDF + logistic regression, one model per label."""
+
+    def fit(self, texts: list[str], types: list[str], units: list[str]) -> "Baseline":
+        self.vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
+        X = self.vec.fit_transform(texts)
+        self.type_model = LogisticRegression(max_iter=2000, C=10.0).fit(X, types)
+        rows = [i for i, u in enumerate(units) if u and u not in NON_ROUTING_UNITS]
+        self.unit_model = (LogisticRegression(max_iter=2000, C=10.0).fit(X[rows], [units[i] for i in rows])
+                           if len({units[i] for i in rows}) >= 2 else None)
+        return self
+
+    def predict(self, texts: list[str]) -> tuple[list[str], list[str], list[list[str]]]:
+        X = self.vec.transform(texts)
+        types = list(self.type_model.predict(X))
+        if self.unit_model is None:
+            return types, [""] * len(texts), [[] for _ in texts]
+        P = self.unit_model.predict_proba(X)
+        cls = self.unit_model.classes_
+        top = [[cls[j] for j in np.argsort(-p)[:3]] for p in P]
+        return types, [t[0] for t in top], top
+
+
+def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(conf[m].mean() - correct[m].mean())
+    return float(ece)
+
+
+def score(rows: list[dict], types: list[str], subtypes: list[str] | None, units: list[str],
+          unit_top3: list[list[str]], seconds: float | None, confidences: list[float] | None = None) -> dict:
+    truth = [r["pollution_type"] for r in rows]
+    lab = [i for i, t in enumerate(truth) if t]
+    out: dict[str, Any] = {}
+    acc = lambda idx, pred, gold: float(np.mean([pred[i] == gold[i] for i in idx])) if idx else None  # noqa: E731
+    out["type_accuracy"] = acc(lab, types, truth)
+    counts = {c: sum(1 for i in lab if truth[i] == c) for c in set(truth[i] for i in lab)}
+    f1_classes = sorted(c for c, n in counts.items() if n >= MIN_CLASS_ROWS_F1)
+    out["type_macro_f1"] = (float(f1_score([truth[i] for i in lab], [types[i] for i in lab], labels=f1_classes,
+                                           average="macro", zero_division=0)) if f1_classes else None)
+    if subtypes is not None:
+        out["subtype_accuracy"] = acc(lab, subtypes, [r["subtype"] for r in rows])
+    unit_rows = [i for i, r in enumerate(rows) if r["unit_type"] and r["unit_type"] not in NON_ROUTING_UNITS]
+    gold_units = [r["unit_type"] for r in rows]
+    out["unit_accuracy"] = acc(unit_rows, units, gold_units)
+    out["unit_top3_accuracy"] = (float(np.mean([gold_units[i] in unit_top3[i] for i in unit_rows]))
+                                 if unit_rows else None)
+    out["n_unit"] = len(unit_rows)
+    ne = [i for i in lab if truth[i] == NOT_ENV]
+    out["not_environmental_recall"] = float(np.mean([types[i] == NOT_ENV for i in ne])) if ne else None
+    out["seconds_per_complaint"] = seconds
+    if confidences is not None and lab:
+        conf = np.array([confidences[i] for i in lab])
+        correct = np.array([types[i] == truth[i] for i in lab], dtype=float)
+        out["type_ece"] = expected_calibration_error(conf, correct)
+    return out
+
+
+def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path | None = None,
+             embedder=None, progress=None) -> dict[str, Any]:
+    from triage.classify.service import Triager
+    from triage.embeddings import get_embedder
+
+    embedder = embedder or get_embedder(settings)
+    rows = read_test_rows(test)
+    if not rows:
+        raise ValueError(f"{test}: no test rows with text")
+    with tempfile.TemporaryDirectory(prefix="triage-eval-") as tmp:
+        store = KnowledgeStore(make_client(Settings(data_dir=Path(tmp), chroma=str(Path(tmp) / "chroma"))))
+        try:
+            from triage.kb.regulations import ingest_default_knowledge
+
+            ingest_default_knowledge(settings, store=store, embedder=embedder)
+        except ImportError:
+            log.warning("regulation digest not available: evaluating without it")
+        report = import_cases(Path(train), store=store, embedder=embedder)
+        if report.imported == 0:
+            raise ValueError(f"{train}: no usable training cases ({len(report.rejected)} rejected)")
+        triager = Triager(store=store, embedder=embedder, settings=settings)
+        texts = [r["text"] for r in rows]
+        t0 = time.perf_counter()
+        vecs = embedder.embed_queries(texts)
+        sys_types, sys_subs, sys_units, sys_top3, conf = [], [], [], [], []
+        for i, (text, vec) in enumerate(zip(texts, vecs)):
+            s = triager.suggest(text, vector=vec)
+            sys_types.append(s.pollution_type)
+            sys_subs.append(s.subtype)
+            sys_units.append(s.unit_type)
+            sys_top3.append([s.unit_type] + [a.unit_type for a in s.unit_alternatives][:2])
+            conf.append(s.confidence)
+            if progress:
+                progress(i + 1, len(rows))
+        per = (time.perf_counter() - t0) / len(rows)
+        train_rows = read_test_rows(train)
+        base = Baseline().fit([r["text"] for r in train_rows], [r["pollution_type"] or NOT_ENV for r in train_rows],
+                              [r["unit_type"] for r in train_rows])
+        t1 = time.perf_counter()
+        b_types, b_units, b_top3 = base.predict(texts)
+        b_per = (time.perf_counter() - t1) / len(rows)
+    result = {
+        "n_test": len(rows),
+        "system": score(rows, sys_types, sys_subs, sys_units, sys_top3, per, conf),
+        "baseline": score(rows, b_types, None, b_units, b_top3, b_per),
+    }
+    if predictions:
+        with open(predictions, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["row", "pollution_type", "subtype", "unit_type", "confidence",
+                        "baseline_pollution_type", "baseline_unit_type"])
+            for i, r in enumerate(rows):
+                w.writerow([r["row"], sys_types[i], sys_subs[i], sys_units[i], f"{conf[i]:.4f}",
+                            b_types[i], b_units[i]])
+    return result

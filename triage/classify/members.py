@@ -1,0 +1,188 @@
+"""Ensemble members. Each returns probability distributions over a fixed label list.
+
+- KeywordMember: the taxonomy's signal words (cold start; works for any writing style).
+- PrototypeMember: similarity of the complaint to each subtype's description (zero-shot, from the taxonomy).
+- NeighbourMember: similarity-weighted votes of the nearest past cases (from Chroma).
+- LinearMember: logistic regression over character n-grams + the embedding, trained on past cases.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix, hstack
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from triage.taxonomy import NOT_ENV, Taxonomy
+
+EPS = 1e-4
+# The opening of a complaint (a title, or the agent's first sentence) names the main problem; later
+# sentences often mention side issues. Hits there count double.
+LEAD_CHARS = 60
+_BOILERPLATE = re.compile(r"^(市民来电反映|来电人反映|市民反映|网友反映|来电反映)[:：，,\s]*")
+
+
+def normalise(text: str) -> str:
+    return _BOILERPLATE.sub("", text.strip())
+
+
+def _normalise_rows(p: np.ndarray) -> np.ndarray:
+    p = np.maximum(p, 0) + EPS
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+@dataclass
+class Labels:
+    """Fixed orders of the label spaces, shared by all members."""
+
+    types: list[str]
+    subtypes: list[str]  # "" = no subtype (not_environmental)
+    units: list[str]
+
+    @classmethod
+    def from_taxonomy(cls, tax: Taxonomy, units: list[str]) -> "Labels":
+        return cls(types=tax.type_codes, subtypes=[""] + list(tax.subtypes), units=list(units))
+
+
+class KeywordMember:
+    name = "keywords"
+
+    def __init__(self, tax: Taxonomy, labels: Labels, temperature: float = 2.0):
+        self.tax, self.labels, self.temperature = tax, labels, temperature
+        self.sub_words = {s: self.tax.subtypes[s].keywords for s in labels.subtypes if s}
+        self.not_env_words = tax.types[NOT_ENV]["keywords"]
+
+    def scores(self, text: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        text = normalise(text).lower()
+        lead = text[:LEAD_CHARS]
+        sub = np.zeros(len(self.labels.subtypes))
+        hits: list[str] = []
+        for j, s in enumerate(self.labels.subtypes):
+            words = self.sub_words.get(s) if s else self.not_env_words
+            for w, weight in (words or {}).items():
+                wl = w.lower()
+                if wl in text:
+                    sub[j] += weight * (2.0 if wl in lead else 1.0)
+                    hits.append(w)
+        typ = np.zeros(len(self.labels.types))
+        for j, s in enumerate(self.labels.subtypes):
+            t = self.tax.type_of(s) if s else NOT_ENV
+            typ[self.labels.types.index(t)] += sub[j]
+        return typ, sub, hits
+
+    def predict(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        typ, sub, _ = self.scores(text)
+        return self._to_prob(typ, self.labels.types.index(NOT_ENV)), self._to_prob(sub, 0)
+
+    def _to_prob(self, s: np.ndarray, none_index: int) -> np.ndarray:
+        if s.max() <= 0:
+            # No signal word at all: most likely not an environmental complaint, but only mildly so.
+            p = np.full(len(s), 1.0)
+            p[none_index] = 3.0
+            return _normalise_rows(p)
+        return _normalise_rows(np.exp((s - s.max()) / self.temperature))
+
+
+class PrototypeMember:
+    name = "prototypes"
+
+    def __init__(self, tax: Taxonomy, labels: Labels, embedder, temperature: float = 0.02):
+        self.labels, self.temperature = labels, temperature
+        codes = [s for s in labels.subtypes if s]
+        texts = [f"{tax.subtypes[s].name}：{tax.subtypes[s].description}" for s in codes]
+        codes.append("")
+        texts.append(f"{tax.types[NOT_ENV]['name']}：{tax.types[NOT_ENV]['description']}")
+        self.codes = codes
+        self.vectors = embedder.embed_passages(texts)
+        self.tax = tax
+
+    def predict_vec(self, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sims = self.vectors @ qvec
+        sub = np.full(len(self.labels.subtypes), -1.0)
+        for code, s in zip(self.codes, sims):
+            sub[self.labels.subtypes.index(code)] = s
+        typ = np.full(len(self.labels.types), -1.0)
+        for j, code in enumerate(self.labels.subtypes):
+            t = self.labels.types.index(self.tax.type_of(code) if code else NOT_ENV)
+            typ[t] = max(typ[t], sub[j])
+        soft = lambda v: _normalise_rows(np.exp((v - v.max()) / self.temperature))  # noqa: E731
+        return soft(typ), soft(sub)
+
+
+class NeighbourMember:
+    name = "neighbours"
+
+    def __init__(self, labels: Labels, temperature: float = 0.05):
+        self.labels, self.temperature = labels, temperature
+
+    def predict_hits(self, hits: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """hits: [{similarity, pollution_type, subtype, unit_type}], best first."""
+        labelled = [h for h in hits if h.get("pollution_type")]
+        if not labelled:
+            return None
+        top = max(h["similarity"] for h in labelled)
+        typ = np.zeros(len(self.labels.types))
+        sub = np.zeros(len(self.labels.subtypes))
+        unit = np.zeros(len(self.labels.units))
+        for h in labelled:
+            w = float(np.exp((h["similarity"] - top) / self.temperature))
+            if h["pollution_type"] in self.labels.types:
+                typ[self.labels.types.index(h["pollution_type"])] += w
+            if (h.get("subtype") or "") in self.labels.subtypes:
+                sub[self.labels.subtypes.index(h.get("subtype") or "")] += w
+            if h.get("unit_type") in self.labels.units:
+                unit[self.labels.units.index(h["unit_type"])] += w
+        unit_p = _normalise_rows(unit) if unit.sum() > 0 else np.full(len(unit), 1.0 / len(unit))
+        return _normalise_rows(typ), _normalise_rows(sub), unit_p
+
+
+class LinearMember:
+    """Logistic regression on character 1–3-grams plus the sentence embedding."""
+
+    name = "linear"
+    MIN_CASES = 20
+
+    def __init__(self, labels: Labels):
+        self.labels = labels
+        self.vectorizer: TfidfVectorizer | None = None
+        self.models: dict[str, tuple[LogisticRegression, list[int]]] = {}
+
+    def _features(self, texts: list[str], vecs: np.ndarray, fit: bool = False):
+        texts = [normalise(t) for t in texts]
+        if fit:
+            self.vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True,
+                                              max_features=200_000)
+            grams = self.vectorizer.fit_transform(texts)
+        else:
+            grams = self.vectorizer.transform(texts)
+        return hstack([grams, csr_matrix(np.asarray(vecs, dtype=np.float64))]).tocsr()
+
+    def fit(self, texts: list[str], vecs: np.ndarray, targets: dict[str, list[str]]) -> "LinearMember":
+        """targets: {"type": [...], "subtype": [...], "unit": [...]} aligned with texts; "" unit = unknown."""
+        X = self._features(texts, vecs, fit=True)
+        spaces = {"type": self.labels.types, "subtype": self.labels.subtypes, "unit": self.labels.units}
+        for key, ys in targets.items():
+            space = spaces[key]
+            rows = [i for i, y in enumerate(ys) if y in space and not (key == "unit" and y == "")]
+            classes = {ys[i] for i in rows}
+            if len(rows) < self.MIN_CASES or len(classes) < 2:
+                continue
+            model = LogisticRegression(max_iter=3000, C=10.0)
+            model.fit(X[rows], [ys[i] for i in rows])
+            self.models[key] = (model, [space.index(c) for c in model.classes_])
+        return self
+
+    def predict(self, texts: list[str], vecs: np.ndarray) -> dict[str, np.ndarray]:
+        if not self.models:
+            return {}
+        X = self._features(texts, vecs)
+        out = {}
+        sizes = {"type": len(self.labels.types), "subtype": len(self.labels.subtypes), "unit": len(self.labels.units)}
+        for key, (model, cols) in self.models.items():
+            p = np.zeros((X.shape[0], sizes[key]))
+            p[:, cols] = model.predict_proba(X)
+            out[key] = _normalise_rows(p)
+        return out

@@ -1,0 +1,121 @@
+"""Responsible unit: ordered rules from knowledge/routing.yaml, overruled by the jurisdiction's own history.
+
+The rules encode the legal division of duties; real offices have their own habits (Haikou sends construction
+noise and loudspeakers to 城管, shouting to 公安). When past cases of the same kind clearly went to another unit,
+history wins and the suggestion says so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from triage.settings import get_settings
+from triage.taxonomy import NON_ROUTING_UNITS, UNIT_TYPES
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NIGHT_WORDS = re.compile(r"夜间|夜里|晚上|半夜|深夜|凌晨|通宵|连夜|整夜|晚上十|22点|23点|24点|零点")
+ROUTING_UNITS = tuple(u for u in UNIT_TYPES if u not in NON_ROUTING_UNITS)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    why: str
+    unit: str
+    types: tuple[str, ...] = ()
+    subtypes: tuple[str, ...] = ()
+    any_words: tuple[str, ...] = ()
+    no_words: tuple[str, ...] = ()
+    night: bool | None = None
+
+    def matches(self, *, ptype: str, subtype: str, text: str, night: bool) -> bool:
+        if self.types and ptype not in self.types:
+            return False
+        if self.subtypes and subtype not in self.subtypes:
+            return False
+        if self.any_words and not any(w in text for w in self.any_words):
+            return False
+        if self.no_words and any(w in text for w in self.no_words):
+            return False
+        return self.night is None or self.night == night
+
+
+def _tuple(v: Any) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    return tuple(v) if isinstance(v, list) else (str(v),)
+
+
+@dataclass
+class Routing:
+    version: str
+    default_jurisdiction: str
+    jurisdictions: dict[str, dict]
+    rules: list[Rule]
+
+    def jurisdiction(self, code: str | None) -> dict:
+        code = code or self.default_jurisdiction
+        if code not in self.jurisdictions:
+            raise KeyError(f"unknown jurisdiction {code!r}; known: {sorted(self.jurisdictions)}")
+        return self.jurisdictions[code]
+
+    def unit_name(self, unit_type: str, jurisdiction: str | None = None) -> str:
+        return self.jurisdiction(jurisdiction)["units"].get(unit_type, unit_type)
+
+    def resolve_unit(self, unit: str, jurisdiction: str | None) -> str:
+        if unit.startswith("@"):
+            return self.jurisdiction(jurisdiction)[unit[1:]]
+        return unit
+
+    def apply_rules(self, *, ptype: str, subtype: str, text: str, occurred_at: datetime | None = None,
+                    jurisdiction: str | None = None) -> tuple[Rule, str] | None:
+        night = is_night(text, occurred_at)
+        for rule in self.rules:
+            if rule.matches(ptype=ptype, subtype=subtype, text=text, night=night):
+                return rule, self.resolve_unit(rule.unit, jurisdiction)
+        return None
+
+
+def is_night(text: str, occurred_at: datetime | None) -> bool:
+    if occurred_at is not None:
+        local = occurred_at.astimezone(SHANGHAI) if occurred_at.tzinfo else occurred_at
+        if local.hour >= 22 or local.hour < 6:
+            return True
+    return bool(NIGHT_WORDS.search(text))
+
+
+def load_routing(path: Path) -> Routing:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    rules = []
+    for r in data["rules"]:
+        unit = r["unit"]
+        if not unit.startswith("@") and unit not in UNIT_TYPES:
+            raise ValueError(f"routing rule {r['id']}: unknown unit kind {unit}")
+        rules.append(Rule(id=r["id"], why=r.get("why", ""), unit=unit, types=_tuple(r.get("type")),
+                          subtypes=_tuple(r.get("subtype")), any_words=_tuple(r.get("any_words")),
+                          no_words=_tuple(r.get("no_words")), night=r.get("night")))
+    return Routing(version=str(data.get("version", "unversioned")),
+                   default_jurisdiction=data["default_jurisdiction"], jurisdictions=data["jurisdictions"],
+                   rules=rules)
+
+
+@lru_cache(maxsize=4)
+def _cached(path: str) -> Routing:
+    return load_routing(Path(path))
+
+
+def get_routing(path: Path | None = None) -> Routing:
+    return _cached(str(path or get_settings().knowledge_dir / "routing.yaml"))
+
+
+def unit_name(unit_type: str, jurisdiction: str | None = None) -> str:
+    """Real name of a unit kind in a jurisdiction (default: the configured one)."""
+    return get_routing().unit_name(unit_type, jurisdiction or get_settings().jurisdiction)

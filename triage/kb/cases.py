@@ -1,0 +1,231 @@
+"""Past cases: read a 12345 export (CSV UTF-8/GB18030, XLSX, JSONL), validate row by row, embed, store in Chroma.
+
+Idempotent on ``order_id`` (rows without one get a stable id from their text), resumable after a crash:
+cases are written batch by batch and already-stored ids are skipped on the next run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dateutil import parser as dateparser
+
+from triage.kb.store import CASES, KnowledgeStore
+from triage.taxonomy import NOT_ENV, UNIT_TYPES, get_taxonomy
+
+COLUMNS = ("order_id", "text", "title", "reply", "pollution_type", "subtype", "unit_type", "unit_raw",
+           "occurred_at", "address", "duplicate_of")
+MAX_TEXT = 20_000
+MAX_REPLY_STORED = 4_000  # Chroma metadata stays small; the full reply lives in the database for our own cases
+EMBED_BATCH = 64
+
+
+@dataclass
+class RowError:
+    row: int  # 1-based line/row number as a spreadsheet shows it (header = row 1)
+    reason: str
+
+    def __str__(self) -> str:
+        return f"第{self.row}行 / row {self.row}: {self.reason}"
+
+
+@dataclass
+class CaseRow:
+    row: int
+    order_id: str
+    text: str
+    pollution_type: str = ""
+    subtype: str = ""
+    unit_type: str = ""
+    unit_raw: str = ""
+    reply: str = ""
+    occurred_at: str = ""
+    address: str = ""
+
+    def metadata(self, source: str = "import") -> dict[str, Any]:
+        return {
+            "order_id": self.order_id, "pollution_type": self.pollution_type, "subtype": self.subtype,
+            "unit_type": self.unit_type, "unit_raw": self.unit_raw, "reply": self.reply[:MAX_REPLY_STORED],
+            "occurred_at": self.occurred_at, "address": self.address, "source": source,
+        }
+
+
+@dataclass
+class ImportReport:
+    total: int = 0
+    imported: int = 0
+    already_present: int = 0
+    rejected: list[RowError] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "imported": self.imported, "already_present": self.already_present,
+                "rejected": [{"row": e.row, "reason": e.reason} for e in self.rejected]}
+
+
+class CaseFileError(ValueError):
+    """The file as a whole cannot be read (unknown format, not a table, undecodable)."""
+
+
+def _decode(raw: bytes) -> str:
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    raise CaseFileError("文件编码无法识别（应为 UTF-8 或 GB18030） / file is neither UTF-8 nor GB18030")
+
+
+def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """Yield (row number, raw record) from any supported format."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt"):
+        text = _decode(path.read_bytes())
+        if "\x00" in text:
+            raise CaseFileError("文件含二进制内容，不是CSV / file contains binary data, not CSV")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames or "text" not in [f.strip() for f in reader.fieldnames]:
+            raise CaseFileError("缺少必需的列 text / required column 'text' is missing")
+        for i, rec in enumerate(reader, start=2):
+            yield i, {(k or "").strip(): v for k, v in rec.items()}
+    elif suffix in (".xlsx", ".xlsm"):
+        from openpyxl import load_workbook
+
+        try:
+            wb = load_workbook(path, read_only=True, data_only=False)
+        except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds
+            raise CaseFileError(f"无法读取Excel文件 / cannot read XLSX: {exc}") from exc
+        ws = wb.worksheets[0]
+        rows = ws.iter_rows(values_only=True)
+        header = [str(h).strip() if h is not None else "" for h in next(rows, [])]
+        if "text" not in header:
+            raise CaseFileError("缺少必需的列 text / required column 'text' is missing")
+        for i, values in enumerate(rows, start=2):
+            if values is None or all(v is None for v in values):
+                continue
+            yield i, dict(zip(header, values))
+        wb.close()
+    elif suffix in (".jsonl", ".ndjson"):
+        for i, line in enumerate(_decode(path.read_bytes()).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield i, {"__error__": f"JSON 格式错误 / invalid JSON: {exc.msg}"}
+                continue
+            yield i, rec if isinstance(rec, dict) else {"__error__": "每行应为一个JSON对象 / each line must be an object"}
+    else:
+        raise CaseFileError(f"不支持的文件类型 {suffix} / unsupported file type (use CSV, XLSX or JSONL)")
+
+
+def _cell(rec: dict[str, Any], key: str) -> str:
+    v = rec.get(key)
+    if v is None:
+        return ""
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return str(v).strip()
+
+
+def stable_id(text: str) -> str:
+    return "txt-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def validate_record(row: int, rec: dict[str, Any]) -> CaseRow | RowError:
+    if "__error__" in rec:
+        return RowError(row, rec["__error__"])
+    tax = get_taxonomy()
+    text = _cell(rec, "text")
+    title = _cell(rec, "title")
+    if title and title not in text:
+        text = f"{title}。{text}"
+    if not text:
+        return RowError(row, "text 为空 / text is empty")
+    if len(text) > MAX_TEXT:
+        return RowError(row, f"text 超过 {MAX_TEXT} 字 / text longer than {MAX_TEXT} characters")
+    if text.startswith(("=", "+", "@")) and len(text) < 300 and "(" in text:
+        return RowError(row, "text 看起来是表格公式，不是投诉内容 / text looks like a spreadsheet formula")
+    ptype, subtype, unit = _cell(rec, "pollution_type"), _cell(rec, "subtype"), _cell(rec, "unit_type")
+    if ptype and ptype not in tax.types:
+        return RowError(row, f"未知的 pollution_type '{ptype}' / unknown pollution_type")
+    if subtype and not tax.is_valid(ptype or tax.type_of(subtype), subtype):
+        return RowError(row, f"subtype '{subtype}' 与 pollution_type '{ptype}' 不符 / unknown or mismatched subtype")
+    if ptype and not subtype and ptype != NOT_ENV:
+        subtype = tax.default_subtype(ptype)
+    if subtype and not ptype:
+        ptype = tax.type_of(subtype)
+    if unit and unit not in UNIT_TYPES:
+        return RowError(row, f"未知的 unit_type '{unit}' / unknown unit_type")
+    occurred = _cell(rec, "occurred_at")
+    if occurred:
+        try:
+            occurred = dateparser.parse(occurred).isoformat()
+        except (ValueError, OverflowError):
+            return RowError(row, f"无法识别的日期 '{occurred}' / unparseable occurred_at")
+    order_id = _cell(rec, "order_id") or stable_id(text)
+    return CaseRow(row=row, order_id=order_id, text=text, pollution_type=ptype, subtype=subtype,
+                   unit_type=unit, unit_raw=_cell(rec, "unit_raw"), reply=_cell(rec, "reply"),
+                   occurred_at=occurred, address=_cell(rec, "address"))
+
+
+def read_cases_file(path: Path) -> tuple[list[CaseRow], list[RowError]]:
+    path = Path(path)
+    if not path.exists():
+        raise CaseFileError(f"文件不存在 / file not found: {path}")
+    rows: list[CaseRow] = []
+    errors: list[RowError] = []
+    seen: dict[str, int] = {}
+    for n, rec in _records(path):
+        item = validate_record(n, rec)
+        if isinstance(item, RowError):
+            errors.append(item)
+        elif item.order_id in seen:
+            errors.append(RowError(n, f"order_id {item.order_id} 与第{seen[item.order_id]}行重复 / duplicate order_id"))
+        else:
+            seen[item.order_id] = n
+            rows.append(item)
+    return rows, errors
+
+
+def store_cases(rows: list[CaseRow], *, store: KnowledgeStore, embedder, source: str = "import",
+                on_progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Embed and store the rows that are not stored yet; returns (added, already present)."""
+    ids = [r.order_id for r in rows]
+    present = store.existing_ids(CASES, ids)
+    todo = [r for r in rows if r.order_id not in present]
+    for i in range(0, len(todo), EMBED_BATCH):
+        batch = todo[i : i + EMBED_BATCH]
+        vecs = embedder.embed_passages([r.text for r in batch])
+        store.upsert(CASES, [r.order_id for r in batch], vecs, [r.text for r in batch],
+                     [r.metadata(source) for r in batch])
+        if on_progress:
+            on_progress(len(batch))
+    return len(todo), len(present)
+
+
+def import_cases(path: Path, *, store: KnowledgeStore, embedder,
+                 on_progress: Callable[[int], None] | None = None,
+                 on_total: Callable[[int], None] | None = None) -> ImportReport:
+    rows, errors = read_cases_file(path)
+    if on_total:
+        on_total(len(rows))
+    added, present = store_cases(rows, store=store, embedder=embedder, on_progress=on_progress)
+    return ImportReport(total=len(rows) + len(errors), imported=added, already_present=present, rejected=errors)
+
+
+def upsert_case(case: dict[str, Any], *, store: KnowledgeStore, embedder) -> str:
+    """Add (or refresh) one handled case, e.g. when the queue closes a complaint."""
+    item = validate_record(0, case)
+    if isinstance(item, RowError):
+        raise ValueError(item.reason)
+    vec = embedder.embed_passages([item.text])
+    store.upsert(CASES, [item.order_id], vec, [item.text], [item.metadata(case.get("source", "closed"))])
+    return item.order_id

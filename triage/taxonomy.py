@@ -1,0 +1,105 @@
+"""Pollution types, subtypes and unit kinds, loaded from knowledge/taxonomy.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from triage.settings import get_settings
+
+NOT_ENV = "not_environmental"
+
+# Unit kinds of LABELS.md; routing.yaml maps them to real unit names per jurisdiction.
+UNIT_TYPES = (
+    "ecology_environment", "urban_management", "public_security", "traffic_police", "housing_construction",
+    "water_affairs", "street_town", "sanitation", "transport", "agriculture", "market_regulation",
+    "natural_resources", "dispatch_center", "company", "other",
+)
+# Kinds that carry no routing signal: a re-dispatch desk, a company, "other".
+NON_ROUTING_UNITS = frozenset({"dispatch_center", "company", "other", ""})
+
+
+def _parse_keywords(raw: list | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in raw or []:
+        word, _, weight = str(item).partition(":")
+        out[word.strip()] = float(weight) if weight else 1.0
+    return out
+
+
+@dataclass(frozen=True)
+class Subtype:
+    code: str
+    type: str
+    name: str
+    description: str
+    keywords: dict[str, float]
+
+
+@dataclass
+class Taxonomy:
+    version: str
+    types: dict[str, dict] = field(default_factory=dict)  # code -> {name, description, keywords}
+    subtypes: dict[str, Subtype] = field(default_factory=dict)
+
+    @property
+    def type_codes(self) -> list[str]:
+        return list(self.types)
+
+    def subtypes_of(self, type_code: str) -> list[Subtype]:
+        return [s for s in self.subtypes.values() if s.type == type_code]
+
+    def type_of(self, subtype_code: str) -> str:
+        if subtype_code in self.subtypes:
+            return self.subtypes[subtype_code].type
+        return subtype_code.split(".")[0] if subtype_code else NOT_ENV
+
+    def is_valid(self, type_code: str, subtype_code: str | None = None) -> bool:
+        if type_code not in self.types:
+            return False
+        if not subtype_code:
+            return True
+        return subtype_code in self.subtypes and self.subtypes[subtype_code].type == type_code
+
+    def name(self, code: str) -> str:
+        if code in self.types:
+            return self.types[code]["name"]
+        if code in self.subtypes:
+            return self.subtypes[code].name
+        return code
+
+    def default_subtype(self, type_code: str) -> str:
+        """`<type>.other` where none fits; empty for not_environmental (as in the labelled data)."""
+        if type_code == NOT_ENV:
+            return ""
+        other = f"{type_code}.other"
+        if other in self.subtypes:
+            return other
+        subs = self.subtypes_of(type_code)
+        return subs[0].code if subs else ""
+
+
+def load_taxonomy(path: Path) -> Taxonomy:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    tax = Taxonomy(version=str(data.get("version", "unversioned")))
+    for code, t in data["types"].items():
+        tax.types[code] = {"name": t["name"], "description": t.get("description", ""),
+                           "keywords": _parse_keywords(t.get("keywords"))}
+        for scode, s in (t.get("subtypes") or {}).items():
+            if scode.split(".")[0] != code:
+                raise ValueError(f"taxonomy: subtype {scode} is listed under {code}")
+            tax.subtypes[scode] = Subtype(scode, code, s["name"], s.get("description", ""),
+                                          _parse_keywords(s.get("keywords")))
+    return tax
+
+
+@lru_cache(maxsize=4)
+def _cached(path: str) -> Taxonomy:
+    return load_taxonomy(Path(path))
+
+
+def get_taxonomy(path: Path | None = None) -> Taxonomy:
+    return _cached(str(path or get_settings().knowledge_dir / "taxonomy.yaml"))
