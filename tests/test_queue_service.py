@@ -1,0 +1,369 @@
+"""The queue's service functions: intake, triage retry, transitions, events, concurrency, duplicates."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from conftest import bj
+from sqlalchemy import func, select
+
+from triage.db import session_factory
+from triage.queue import service
+from triage.queue.models import Assignment, Complaint, Event, ReplyDraft, Status
+
+NOISE = "市民来电反映：白云区均禾街清湖村新市场旁工地夜间施工噪音扰民，请核实处理。"
+FUMES = "市民来电反映：白云区石井街石潭路88号楼下烧烤店油烟直排，熏得无法开窗，请城管核实处理！"
+
+
+def events(session, cid):
+    return session.scalars(select(Event).where(Event.complaint_id == cid).order_by(Event.id)).all()
+
+
+def snapshot(session, cid):
+    session.expire_all()
+    c = session.get(Complaint, cid)
+    n_events = session.scalar(select(func.count()).select_from(Event).where(Event.complaint_id == cid))
+    n_assign = session.scalar(select(func.count()).select_from(Assignment).where(Assignment.complaint_id == cid))
+    return (c.status, c.version, c.deadline, c.closed_at, c.result, n_events, n_assign)
+
+
+# ---------------------------------------------------------------------------------------------- intake
+def test_intake_commits_then_triages(session, triager):
+    now = bj(2026, 11, 2, 9)
+    c = service.intake(session, text=f"  {FUMES}  ", address="石潭路88号", triager=triager, now=now)
+    assert c.status == "triaged" and c.text == FUMES and c.triage_attempts == 1
+    assert c.received_at == now and c.received_at.tzinfo is not None
+    s = c.suggestion
+    assert (s.pollution_type, s.subtype, s.unit_type) == ("air", "air.cooking_fumes", "urban_management")
+    assert s.versions == {"model": "fake-1"} and s.unit_decided_by == "rule R1"
+    kinds = [(e.kind, e.from_status, e.to_status) for e in events(session, c.id)]
+    assert kinds == [("intake", None, "received"), ("triage", "received", "triaged")]
+    assert c.deadline is not None  # provisional deadline from the SLA
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"text": "   "}, "text 不能为空"),
+    ({"text": "噪" * 20_001}, "20000"),
+    ({"text": NOISE, "occurred_at": bj(2026, 11, 2, 12)}, "occurred_at"),
+])
+def test_intake_rejects_bad_input(session, triager, kwargs, fragment):
+    with pytest.raises(service.InvalidInput) as err:
+        service.intake(session, triager=triager, now=bj(2026, 11, 2, 9), **kwargs)
+    assert fragment in err.value.message and "/" in err.value.message  # Chinese / English
+    assert session.scalar(select(func.count()).select_from(Complaint)) == 0
+    assert triager.calls == 0
+
+
+def test_intake_naive_occurred_at_is_beijing_time_and_small_drift_allowed(session):
+    from datetime import datetime
+
+    now = bj(2026, 11, 2, 9)
+    c = service.intake(session, text=NOISE, occurred_at=datetime(2026, 11, 1, 23, 30), now=now)
+    assert c.occurred_at == bj(2026, 11, 1, 23, 30)
+    c2 = service.intake(session, text=FUMES, occurred_at=now + timedelta(minutes=5), now=now)
+    assert c2.status == "received"  # no triager given
+
+
+def test_duplicate_external_id(session, triager):
+    now = bj(2026, 11, 2, 9)
+    c = service.intake(session, text=NOISE, external_id="GZ-1", triager=triager, now=now)
+    with pytest.raises(service.DuplicateExternalId) as err:
+        service.intake(session, text=FUMES, external_id="GZ-1", triager=triager, now=now)
+    assert err.value.extra["id"] == c.id and err.value.status_code == 409
+
+
+def test_triager_failure_keeps_complaint_then_retry(session, triager):
+    triager.fail = True
+    c = service.intake(session, text=NOISE, triager=triager, now=bj(2026, 11, 2, 9))
+    assert c.status == "received"
+    assert "Chroma unreachable" in c.triage_error and c.triage_attempts == 1
+    assert service.retry_pending_triage(session, triager) == {"tried": 1, "triaged": 0, "failed": 1}
+    session.expire_all()
+    assert session.get(Complaint, c.id).triage_attempts == 2
+    triager.fail = False
+    assert service.retry_pending_triage(session, triager) == {"tried": 1, "triaged": 1, "failed": 0}
+    session.expire_all()
+    c = session.get(Complaint, c.id)
+    assert c.status == "triaged" and c.triage_error is None and c.triage_attempts == 3
+    assert [e.kind for e in events(session, c.id)] == ["intake", "triage_failed", "triage_failed", "triage"]
+    assert service.retry_pending_triage(session, triager)["tried"] == 0
+
+
+def test_invalid_suggestion_is_a_triage_failure(session):
+    class Broken:
+        def suggest(self, text, *, occurred_at=None, address=None):
+            return {"pollution_type": "air"}  # missing fields
+
+    c = service.intake(session, text=FUMES, triager=Broken(), now=bj(2026, 11, 2, 9))
+    assert c.status == "received" and c.triage_error.startswith("invalid suggestion")
+
+
+# ------------------------------------------------------------------------------------------ transitions
+def test_assign_accept_and_override_feedback(session, triager):
+    now = bj(2026, 11, 2, 9)
+    a_id = service.intake(session, text=FUMES, triager=triager, now=now).id
+    b_id = service.intake(session, text=NOISE, triager=triager, now=now).id
+    a = service.assign(session, complaint_id=a_id, actor="张调度", now=now)
+    session.commit()
+    assert a.accepted_suggestion and a.unit_type == "urban_management" and a.unit_name == "测试区urban_management"
+    assert a.assigned_by == "张调度"
+    b = service.assign(session, complaint_id=b_id, actor="李调度", unit_type="ecology_environment",
+                       unit_namer=lambda ut: "白云区生态环境分局", now=now)
+    session.commit()
+    assert not b.accepted_suggestion
+    assert (b.suggested_unit_type, b.unit_type, b.unit_name) == ("urban_management", "ecology_environment",
+                                                                 "白云区生态环境分局")
+    assert b.pollution_type == "noise" and b.subtype == "noise.construction"  # labels kept from the suggestion
+    c = session.get(Complaint, b_id)
+    assert (c.status, c.unit_type, c.assign_count) == ("assigned", "ecology_environment", 1)
+    ev = events(session, b_id)[-1]
+    assert (ev.kind, ev.actor, ev.from_status, ev.to_status) == ("assign", "李调度", "triaged", "assigned")
+    assert ev.data["accepted_suggestion"] is False and ev.data["suggested"]["unit_type"] == "urban_management"
+
+
+def test_assign_override_type_defaults_subtype_and_validates(session, triager):
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    with pytest.raises(service.InvalidInput):
+        service.assign(session, complaint_id=cid, actor="d", subtype="noise.construction", now=now)
+    with pytest.raises(service.InvalidInput):
+        service.assign(session, complaint_id=cid, actor="d", unit_type="police!", now=now)
+    a = service.assign(session, complaint_id=cid, actor="d", pollution_type="noise", now=now)
+    assert a.subtype == "noise.other"
+
+
+def test_assign_untriaged_needs_labels(session, triager):
+    triager.fail = True
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    with pytest.raises(service.InvalidInput):
+        service.assign(session, complaint_id=cid, actor="d", now=now)
+    a = service.assign(session, complaint_id=cid, actor="d", pollution_type="air", subtype="air.cooking_fumes",
+                       unit_type="urban_management", now=now)
+    session.commit()
+    assert a.suggested_unit_type is None and not a.accepted_suggestion
+    assert service.retry_pending_triage(session, triager)["tried"] == 0  # no longer pending
+
+
+def test_illegal_transitions_change_nothing(session, triager):
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    before = snapshot(session, cid)
+    for fn, kw in [(service.close, {"reply": "已处理", "result": "属实"}), (service.return_, {"reason": "非我单位"}),
+                   (service.extend, {"reason": "需要时间", "working_days": 2}), (service.reopen, {"reason": "不满意"}),
+                   (service.submit_reply, {"reply": "已处理", "result": "属实"})]:
+        with pytest.raises(service.IllegalTransition):
+            fn(session, complaint_id=cid, actor="d", now=now, **kw)
+        session.rollback()
+        assert snapshot(session, cid) == before
+    service.assign(session, complaint_id=cid, actor="d", now=now)
+    session.commit()
+    service.close(session, complaint_id=cid, actor="d", reply="已责令安装油烟净化器。", result="属实", now=now)
+    session.commit()
+    closed = snapshot(session, cid)
+    for fn, kw in [(service.close, {"reply": "再次办结", "result": "属实"}), (service.assign, {}),
+                   (service.extend, {"reason": "x", "working_days": 1}), (service.return_, {"reason": "x"})]:
+        with pytest.raises(service.IllegalTransition):
+            fn(session, complaint_id=cid, actor="d", now=now, **kw)
+        session.rollback()
+        assert snapshot(session, cid) == closed
+    with pytest.raises(service.NotFound):
+        service.assign(session, complaint_id=9999, actor="d", now=now)
+
+
+def test_return_extend_reply_close_reopen(session, triager, sink):
+    now = bj(2026, 9, 28, 10)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    service.assign(session, complaint_id=cid, actor="d", now=now)
+    service.return_(session, complaint_id=cid, actor="城管", reason="属市场监管职责", now=now + timedelta(hours=2))
+    session.commit()
+    c = session.get(Complaint, cid)
+    assert (c.status, c.return_count) == ("returned", 1)
+    a = service.assign(session, complaint_id=cid, actor="d", unit_type="market_regulation",
+                       now=now + timedelta(hours=3))
+    session.commit()
+    assert a.reason == "reassign" and a.deadline == bj(2026, 10, 10, 23, 59, 59)
+    ext = service.extend(session, complaint_id=cid, actor="市场监管", reason="国庆假期店主外出", working_days=2,
+                         now=bj(2026, 10, 9, 9))
+    session.commit()
+    assert ext.extensions == 1 and ext.deadline == bj(2026, 10, 13, 23, 59, 59)  # 10-12 Mon, 10-13 Tue
+    with pytest.raises(service.InvalidInput):
+        service.extend(session, complaint_id=cid, actor="x", reason="r", deadline="2026-10-12", now=bj(2026, 10, 9))
+    session.rollback()
+    service.submit_reply(session, complaint_id=cid, actor="市场监管", reply="经核查，已责令整改。", result="属实",
+                         now=bj(2026, 10, 12, 10))
+    session.commit()
+    assert session.get(Complaint, cid).status == "replied"
+    service.close(session, complaint_id=cid, actor="d", case_sink=sink.append, now=bj(2026, 10, 12, 11))
+    session.commit()
+    c = session.get(Complaint, cid)
+    assert (c.status, c.result, c.reply) == ("closed", "属实", "经核查，已责令整改。")
+    assert sink[0]["order_id"] == f"triage-{cid}" and sink[0]["unit_type"] == "market_regulation"
+    assert sink[0]["pollution_type"] == "air" and sink[0]["reply"] == "经核查，已责令整改。"
+    service.reopen(session, complaint_id=cid, actor="d", reason="群众不满意，油烟仍然直排", now=bj(2026, 10, 20, 9))
+    session.commit()
+    c = session.get(Complaint, cid)
+    assert (c.status, c.reopen_count, c.closed_at, c.first_closed_at) == ("assigned", 1, None,
+                                                                         bj(2026, 10, 12, 11))
+    assert c.assignment.reason == "reopen" and c.assignment.unit_type == "market_regulation"
+    kinds = [e.kind for e in events(session, cid)]
+    assert kinds == ["intake", "triage", "assign", "return", "reassign", "extend", "reply", "close", "case_learned",
+                     "reopen"]
+    assert all(e.actor and e.at for e in events(session, cid))
+
+
+def test_extension_limit(session, triager):
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    service.assign(session, complaint_id=cid, actor="d", now=now)
+    for _ in range(2):
+        service.extend(session, complaint_id=cid, actor="u", reason="取证", working_days=1, now=now)
+    with pytest.raises(service.IllegalTransition):
+        service.extend(session, complaint_id=cid, actor="u", reason="取证", working_days=1, now=now)
+
+
+def test_case_sink_failure_does_not_fail_closure(session, triager):
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    service.assign(session, complaint_id=cid, actor="d", now=now)
+
+    def broken(case):
+        raise ConnectionError("Chroma down")
+
+    service.close(session, complaint_id=cid, actor="d", reply="已处理。", result="部分属实", case_sink=broken, now=now)
+    session.commit()
+    session.expire_all()
+    c = session.get(Complaint, cid)
+    assert c.status == "closed"
+    ev = events(session, cid)[-1]
+    assert ev.kind == "case_sink_failed" and "Chroma down" in ev.reason
+
+
+def test_draft_then_close_approves_the_unchanged_draft(session, triager):
+    from conftest import fake_drafter
+
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    service.assign(session, complaint_id=cid, actor="d", now=now)
+    d = service.draft(session, complaint_id=cid, actor="u", drafter=fake_drafter, findings="现场核查属实",
+                      result="属实", now=now)
+    session.commit()
+    assert d.generator == "template" and d.citations[0]["article"] == "第五百七十二条" and not d.approved
+    service.close(session, complaint_id=cid, actor="d", reply=d.text, result="属实", now=now)
+    session.commit()
+    drafts = session.scalars(select(ReplyDraft).where(ReplyDraft.complaint_id == cid)).all()
+    assert len(drafts) == 1 and drafts[0].approved
+
+    def failing(req):
+        raise TimeoutError
+
+    cid2 = service.intake(session, text=NOISE, triager=triager, now=now).id
+    with pytest.raises(service.DraftingFailed):
+        service.draft(session, complaint_id=cid2, actor="u", drafter=failing, now=now)
+
+
+# ------------------------------------------------------------------------------------------ concurrency
+def test_two_dispatchers_assign_at_once_exactly_one_wins(engine, session, triager, monkeypatch):
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    session.close()
+    barrier = threading.Barrier(2)
+    real_lock = service._lock
+
+    def lock_then_wait(s, complaint_id):
+        c = real_lock(s, complaint_id)
+        try:  # both have read "triaged" before either writes (PostgreSQL's FOR UPDATE would block here)
+            barrier.wait(timeout=2)
+        except threading.BrokenBarrierError:
+            pass
+        return c
+
+    monkeypatch.setattr(service, "_lock", lock_then_wait)
+    results: dict[str, str] = {}
+    factory = session_factory(engine)
+
+    def worker(name, unit):
+        with factory() as s:
+            try:
+                service.assign(s, complaint_id=cid, actor=name, unit_type=unit, now=now)
+                s.commit()
+                results[name] = "ok"
+            except service.IllegalTransition as exc:
+                s.rollback()
+                results[name] = type(exc).__name__
+
+    threads = [threading.Thread(target=worker, args=("甲", "urban_management")),
+               threading.Thread(target=worker, args=("乙", "ecology_environment"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results.values()) == ["ConcurrentUpdate", "ok"]
+    with factory() as s:
+        c = s.get(Complaint, cid)
+        n_assign = s.scalar(select(func.count()).select_from(Assignment).where(Assignment.complaint_id == cid))
+        kinds = [e.kind for e in events(s, cid)]
+        assert c.status == "assigned" and n_assign == 1 and kinds.count("assign") == 1
+        winner = next(k for k, v in results.items() if v == "ok")
+        assert c.assignment.assigned_by == winner
+
+
+# ------------------------------------------------------------------------------ duplicates and relapses
+def test_duplicate_flag_merge_and_children_follow_parent(session, triager, sink):
+    t0 = bj(2026, 11, 2, 9)
+    parent = service.intake(session, text=FUMES, address="白云区石井街石潭路88号", triager=triager, now=t0)
+    again = service.intake(session, text="市民微信反映：白云区石井街石潭路88号楼下烧烤店油烟直排，熏得无法开窗。",
+                           address="石潭路88号", triager=triager, now=t0 + timedelta(days=2))
+    other = service.intake(session, text="市民来电反映：白云区新市街齐富路12号饭店油烟直排扰民，请核实处理！",
+                           address="齐富路12号", triager=triager, now=t0 + timedelta(days=2))
+    late = service.intake(session, text=FUMES, address="白云区石井街石潭路88号", triager=triager,
+                          now=t0 + timedelta(days=9))
+    assert again.duplicate_of == parent.id and again.duplicate_score >= 80
+    assert other.duplicate_of is None  # same problem, another place
+    assert late.duplicate_of in (None, again.id)  # outside the 7-day window of the parent
+    assert [e.kind for e in events(session, again.id)][-1] == "flag_duplicate"
+
+    service.assign(session, complaint_id=parent.id, actor="d", now=t0)
+    service.merge(session, complaint_id=again.id, parent_id=parent.id, actor="d", now=t0 + timedelta(days=2))
+    session.commit()
+    with pytest.raises(service.IllegalTransition):
+        service.merge(session, complaint_id=other.id, parent_id=again.id, actor="d", now=t0)  # into a child
+    session.rollback()
+    with pytest.raises(service.InvalidInput):
+        service.merge(session, complaint_id=other.id, parent_id=other.id, actor="d", now=t0)
+    session.rollback()
+    with pytest.raises(service.IllegalTransition):
+        service.assign(session, complaint_id=again.id, actor="d", now=t0)
+    session.rollback()
+    service.close(session, complaint_id=parent.id, actor="d", reply="已责令安装油烟净化设施并整改到位。",
+                  result="属实", case_sink=sink.append, now=t0 + timedelta(days=3))
+    session.commit()
+    session.expire_all()
+    child = session.get(Complaint, again.id)
+    assert (child.status, child.result, child.merged_into) == ("closed", "属实", parent.id)
+    child_drafts = session.scalars(select(ReplyDraft).where(ReplyDraft.complaint_id == child.id)).all()
+    assert len(child_drafts) == 1 and child_drafts[0].generator == f"merged:{parent.id}" and child_drafts[0].approved
+    assert len(sink) == 1  # the knowledge base learns the case once
+    with pytest.raises(service.IllegalTransition):
+        service.reopen(session, complaint_id=child.id, actor="d", reason="x", now=t0 + timedelta(days=4))
+    session.rollback()
+
+    relapse = service.intake(session, text="市民来电反映：石潭路88号那家烧烤店又开始油烟直排了，请处理。",
+                             address="白云区石井街石潭路88号", triager=triager, now=t0 + timedelta(days=30))
+    assert relapse.relapse_of == parent.id
+    far = service.intake(session, text="市民来电反映：石潭路88号那家烧烤店又开始油烟直排了，请处理。",
+                         address="白云区石井街石潭路88号", triager=triager, now=t0 + timedelta(days=200))
+    assert far.relapse_of is None  # beyond the 90-day window (and the relapse above is still open)
+    assert far.duplicate_of is None
+
+
+def test_similarity_helpers():
+    from triage.queue import duplicates as d
+
+    assert d.normalize("市民来电反映：龙华区某路油烟扰民，请城管核实处理！") == "龙华区某路油烟扰民"
+    assert d.text_similarity(FUMES, FUMES.replace("市民来电反映", "市民微信反映")) == 100
+    assert d.text_similarity(FUMES, NOISE) < d.DUP_TEXT_MIN
+    assert "石潭路88号" in "".join(d.places(FUMES))
+    assert d.place_similarity(None, "噪音很大", None, FUMES) is None

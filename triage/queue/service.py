@@ -1,0 +1,912 @@
+"""The work queue's domain logic: intake, triage retry, and one function per state transition.
+
+Every function takes a Session and keyword-only arguments. Transitions lock the complaint row
+(``SELECT … FOR UPDATE`` on PostgreSQL; SQLite serialises writers) and the row's version counter turns a lost
+race into ``ConcurrentUpdate``; an illegal transition raises ``IllegalTransition`` before anything is changed.
+Each transition writes an ``Event`` (who, when, from, to, why) and flushes; the caller commits (the API does it
+per request). ``intake`` and ``retry_pending_triage`` commit themselves: a complaint is stored before the
+model is asked anything, so a model failure never loses it.
+
+State machine::
+
+    received ──triage──▶ triaged ──assign──▶ assigned ──reply──▶ replied ──close──▶ closed
+        └──────────assign (labels given)──────▲  │  ▲ └──────────close──────────────▲   │
+                                  returned ◀─return│  └extend (延期, stays assigned)      │
+                                     └──assign────┘  ◀──────────reopen (重办)──────────┘
+    any open state ──merge──▶ merged ──(parent closes)──▶ closed
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.exc import StaleDataError
+
+from triage.queue import duplicates as dup
+from triage.queue.models import (
+    OPEN_STATUSES,
+    RESULTS,
+    Assignment,
+    Complaint,
+    Event,
+    ReplyDraft,
+    Status,
+    Suggestion,
+    utcnow,
+)
+from triage.queue.sla import TZ, Sla, get_sla, parse_deadline
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 20_000
+MAX_FIELD = 500
+FUTURE_TOLERANCE = timedelta(minutes=10)  # clocks of call-centre PCs drift; more than this is an input error
+SYSTEM = "system"
+
+# Generic names of the unit kinds (LABELS.md), used when the jurisdiction's routing cannot name the unit.
+UNIT_KIND_NAMES = {
+    "ecology_environment": "生态环境部门", "urban_management": "城市管理综合行政执法部门",
+    "public_security": "公安派出所", "traffic_police": "公安交通管理部门", "housing_construction": "住房和城乡建设部门",
+    "water_affairs": "水务部门", "street_town": "属地街道（镇）", "sanitation": "环境卫生管理部门",
+    "transport": "交通运输部门", "agriculture": "农业农村部门", "market_regulation": "市场监督管理部门",
+    "natural_resources": "自然资源部门", "dispatch_center": "二次派单中心", "company": "相关企业（物业）",
+    "other": "其他单位",
+}
+
+
+# ------------------------------------------------------------------------------------------------- errors
+class DomainError(Exception):
+    """A refusal with a Chinese + English reason; ``status_code`` is what the API answers."""
+
+    status_code = 409
+
+    def __init__(self, message: str, **extra: Any):
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class InvalidInput(DomainError):
+    status_code = 422
+
+
+class IllegalTransition(DomainError):
+    status_code = 409
+
+
+class ConcurrentUpdate(IllegalTransition):
+    pass
+
+
+class DuplicateExternalId(DomainError):
+    status_code = 409
+
+
+class DraftingFailed(DomainError):
+    status_code = 503
+
+
+STATUS_ZH = {
+    "received": "已受理（待分拣）", "triaged": "待派单", "assigned": "办理中", "returned": "已退单",
+    "replied": "已答复待审核", "closed": "已办结", "merged": "已合并",
+}
+ACTION_ZH = {
+    "assign": "派单", "return": "退单", "extend": "延期", "reply": "提交答复", "close": "办结", "reopen": "重办",
+    "merge": "合并", "draft": "起草答复", "triage": "分拣",
+}
+
+
+def _illegal(action: str, c: Complaint) -> IllegalTransition:
+    return IllegalTransition(
+        f"当前状态“{STATUS_ZH.get(c.status, c.status)}”不能{ACTION_ZH.get(action, action)} / "
+        f"cannot {action} a complaint in status '{c.status}'",
+        status=c.status)
+
+
+# --------------------------------------------------------------------------------------------- protocols
+class Triager(Protocol):
+    def suggest(self, text: str, *, occurred_at: datetime | None = None, address: str | None = None) -> Any: ...
+
+
+CaseSink = Callable[[dict[str, Any]], Any]
+UnitNamer = Callable[[str], str]
+Drafter = Callable[[Any], Any]  # DraftRequest -> Draft
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    """Naive datetimes from citizens and CSV files are Beijing time."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=TZ) if dt.tzinfo is None else dt
+
+
+def _lock(session: Session, complaint_id: int) -> Complaint:
+    c = session.scalars(
+        select(Complaint).where(Complaint.id == complaint_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if c is None:
+        raise NotFound(f"投诉 {complaint_id} 不存在 / complaint {complaint_id} not found")
+    return c
+
+
+def _flush(session: Session) -> None:
+    """Flush; a lost race (stale version, SQLite busy) becomes ConcurrentUpdate and nothing is written."""
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        session.rollback()
+        raise ConcurrentUpdate("该投诉刚被他人修改，请刷新后重试 / the complaint was changed concurrently; reload") from exc
+    except OperationalError as exc:
+        if "locked" not in str(exc).lower():
+            raise
+        session.rollback()
+        raise ConcurrentUpdate("该投诉正被他人处理，请稍后重试 / the complaint is being changed; retry") from exc
+
+
+def _event(session: Session, c: Complaint, *, kind: str, actor: str, at: datetime,
+           from_status: str | None, to_status: str | None, reason: str | None = None,
+           data: dict[str, Any] | None = None) -> Event:
+    ev = Event(complaint_id=c.id, actor=actor, at=at, kind=kind, from_status=from_status, to_status=to_status,
+               reason=reason, data=_jsonable(data or {}))
+    session.add(ev)
+    c.updated_at = at  # every event touches the row: concurrent changes to the same complaint collide
+    return ev
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _require_text(value: str | None, field: str, zh: str, max_len: int = MAX_TEXT) -> str:
+    v = (value or "").strip()
+    if not v:
+        raise InvalidInput(f"{field} 不能为空（{zh}） / {field} must not be empty")
+    if len(v) > max_len:
+        raise InvalidInput(f"{field} 超过 {max_len} 字 / {field} longer than {max_len} characters")
+    return v
+
+
+def _optional_text(value: str | None, field: str, max_len: int = MAX_FIELD) -> str | None:
+    if value is None:
+        return None
+    v = str(value).strip()
+    if len(v) > max_len:
+        raise InvalidInput(f"{field} 超过 {max_len} 字 / {field} longer than {max_len} characters")
+    return v or None
+
+
+def default_unit_name(unit_type: str) -> str:
+    return UNIT_KIND_NAMES.get(unit_type, unit_type)
+
+
+_CODE = re.compile(r"^[a-z][a-z_]*(\.[a-z_]+)?$")
+
+
+def _taxonomy():
+    try:
+        from triage.taxonomy import UNIT_TYPES, get_taxonomy
+
+        return get_taxonomy(), UNIT_TYPES
+    except Exception:  # noqa: BLE001 - taxonomy absent or broken: fall back to format checks
+        return None, None
+
+
+def _check_labels(pollution_type: str, subtype: str | None, unit_type: str) -> None:
+    for name, v in (("pollution_type", pollution_type), ("subtype", subtype), ("unit_type", unit_type)):
+        if v and not _CODE.match(v):
+            raise InvalidInput(f"{name} 编码格式不对：{v!r} / malformed {name} code")
+    if subtype and not subtype.startswith(pollution_type + "."):
+        raise InvalidInput(f"subtype {subtype} 不属于 {pollution_type} / subtype does not belong to pollution_type")
+    tax, units = _taxonomy()
+    if tax is None:
+        return
+    if pollution_type not in tax.types:
+        raise InvalidInput(f"未知的 pollution_type：{pollution_type} / unknown pollution_type")
+    if subtype and not tax.is_valid(pollution_type, subtype):
+        raise InvalidInput(f"未知的 subtype：{subtype} / unknown subtype")
+    if unit_type not in units:
+        raise InvalidInput(f"未知的 unit_type：{unit_type} / unknown unit_type")
+
+
+def _default_subtype(pollution_type: str) -> str:
+    tax, _ = _taxonomy()
+    if tax is not None:
+        return tax.default_subtype(pollution_type)
+    return "" if pollution_type == "not_environmental" else f"{pollution_type}.other"
+
+
+def get_complaint(session: Session, complaint_id: int) -> Complaint:
+    c = session.scalars(
+        select(Complaint).where(Complaint.id == complaint_id).options(
+            selectinload(Complaint.suggestions), selectinload(Complaint.assignments),
+            selectinload(Complaint.drafts), selectinload(Complaint.events))
+    ).one_or_none()
+    if c is None:
+        raise NotFound(f"投诉 {complaint_id} 不存在 / complaint {complaint_id} not found")
+    return c
+
+
+# ------------------------------------------------------------------------------------------------ intake
+@dataclass
+class TriageOutcome:
+    ok: bool
+    error: str | None = None
+
+
+def intake(session: Session, *, text: str, occurred_at: datetime | None = None, address: str | None = None,
+           contact: str | None = None, source: str = "api", external_id: str | None = None,
+           triager: Triager | None = None, actor: str = SYSTEM, now: datetime | None = None,
+           sla: Sla | None = None, detect_duplicates: bool = True,
+           duplicate_window: timedelta = dup.DUPLICATE_WINDOW,
+           relapse_window: timedelta = dup.RELAPSE_WINDOW) -> Complaint:
+    """Store a complaint (committed, status received), then triage it and look for duplicates / relapses.
+
+    Raises InvalidInput (bad input) or DuplicateExternalId (``external_id`` already stored; ``.extra['id']``).
+    A triager failure is not an error: the complaint stays ``received`` with ``triage_error`` set.
+    """
+    now = _now(now)
+    sla = sla or get_sla()
+    text_v = _require_text(text, "text", "投诉内容")
+    occurred = _aware(occurred_at)
+    if occurred is not None and occurred > now + FUTURE_TOLERANCE:
+        raise InvalidInput("occurred_at 不能晚于当前时间 / occurred_at must not be in the future")
+    address_v = _optional_text(address, "address")
+    contact_v = _optional_text(contact, "contact", 200)
+    source_v = _optional_text(source, "source", 32) or "api"
+    ext = _optional_text(external_id, "external_id", 128)
+    if ext is not None:
+        existing = session.scalar(select(Complaint.id).where(Complaint.external_id == ext))
+        if existing is not None:
+            raise DuplicateExternalId(
+                f"external_id {ext} 已存在（投诉 {existing}） / external_id already exists", id=existing)
+
+    urgency = sla.policy.urgency_of(text_v)
+    provisional = sla.compute(now, urgency=urgency, occurred_at=occurred, text=text_v)
+    c = Complaint(external_id=ext, source=source_v, text=text_v, address=address_v, contact=contact_v,
+                  occurred_at=occurred, received_at=now, status=Status.received.value, urgency=urgency,
+                  deadline=provisional.due, deadline_note=provisional.note)
+    session.add(c)
+    try:
+        session.flush()
+        _event(session, c, kind="intake", actor=actor, at=now, from_status=None, to_status=Status.received.value,
+               data={"source": source_v, "urgency": urgency})
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        if ext is not None:
+            existing = session.scalar(select(Complaint.id).where(Complaint.external_id == ext))
+            if existing is not None:
+                raise DuplicateExternalId(
+                    f"external_id {ext} 已存在（投诉 {existing}） / external_id already exists", id=existing) from exc
+        raise
+
+    if triager is not None:
+        triage_one(session, complaint_id=c.id, triager=triager, now=now, sla=sla)
+    if detect_duplicates:
+        try:
+            detect_links(session, complaint_id=c.id, now=now, duplicate_window=duplicate_window,
+                         relapse_window=relapse_window)
+        except Exception:  # noqa: BLE001 - a flag is a convenience; the complaint is already stored
+            session.rollback()
+            log.exception("duplicate/relapse detection failed for complaint %s", c.id)
+    session.refresh(c)
+    return c
+
+
+def _suggestion_record(s: Any, complaint_id: int, now: datetime) -> Suggestion:
+    from triage.classify.types import Suggestion as SuggestionModel
+
+    if not isinstance(s, SuggestionModel):
+        s = SuggestionModel.model_validate(s if isinstance(s, dict) else s.model_dump())
+    data = s.model_dump(mode="json")
+    known = {"pollution_type", "subtype", "unit_type", "unit_name", "confidence", "unit_confidence",
+             "low_confidence", "alternatives", "unit_alternatives", "unit_decided_by", "similar_cases",
+             "regulations", "versions"}
+    return Suggestion(
+        complaint_id=complaint_id, created_at=now, pollution_type=s.pollution_type, subtype=s.subtype,
+        unit_type=s.unit_type, unit_name=s.unit_name, confidence=float(s.confidence),
+        unit_confidence=float(s.unit_confidence), low_confidence=bool(s.low_confidence),
+        alternatives=data["alternatives"], unit_alternatives=data["unit_alternatives"],
+        unit_decided_by=s.unit_decided_by[:300], similar_cases=data["similar_cases"],
+        regulations=data["regulations"], versions=data["versions"],
+        evidence={k: v for k, v in data.items() if k not in known})
+
+
+def triage_one(session: Session, *, complaint_id: int, triager: Triager, now: datetime | None = None,
+               sla: Sla | None = None) -> TriageOutcome:
+    """Ask the triager about one ``received`` complaint; commit the suggestion (→ triaged) or the failure.
+
+    The model runs without holding a lock; the result is applied only if the complaint is still ``received``.
+    """
+    sla = sla or get_sla()
+    c = session.get(Complaint, complaint_id)
+    if c is None:
+        raise NotFound(f"投诉 {complaint_id} 不存在 / complaint {complaint_id} not found")
+    if c.status != Status.received.value:
+        return TriageOutcome(ok=False, error=f"status is {c.status}")
+    text, occurred_at, address = c.text, c.occurred_at, c.address
+    session.commit()  # end the read transaction before the (slow) model call
+    try:
+        result = triager.suggest(text, occurred_at=occurred_at, address=address)
+        if result is None:
+            raise RuntimeError("triager returned no suggestion")
+        error = None
+    except Exception as exc:  # noqa: BLE001 - any model/Chroma failure keeps the complaint received
+        result, error = None, f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("triage failed for complaint %s: %s", complaint_id, error)
+    at = _now(now) if now is not None else utcnow()
+    try:
+        c = _lock(session, complaint_id)
+        if c.status != Status.received.value:  # a dispatcher acted meanwhile
+            session.rollback()
+            return TriageOutcome(ok=False, error=f"status is {c.status}")
+        c.triage_attempts = (c.triage_attempts or 0) + 1
+        if result is not None:
+            try:
+                rec = _suggestion_record(result, c.id, at)
+            except Exception as exc:  # noqa: BLE001 - a malformed suggestion is a triage failure too
+                rec, error = None, f"invalid suggestion: {type(exc).__name__}: {exc}"[:2000]
+                log.warning("triage of complaint %s returned an invalid suggestion: %s", complaint_id, error)
+        else:
+            rec = None
+        if rec is None:
+            c.triage_error = error
+            _event(session, c, kind="triage_failed", actor=SYSTEM, at=at, from_status=c.status,
+                   to_status=c.status, reason=error, data={"attempts": c.triage_attempts})
+            _flush(session)
+            session.commit()
+            return TriageOutcome(ok=False, error=error)
+        session.add(rec)
+        c.triage_error = None
+        if rec.subtype in sla.policy.urgent_subtypes and c.urgency != "urgent":
+            c.urgency = "urgent"
+        # The provisional deadline now knows the type (night noise, drinking water…).
+        d = sla.compute(c.received_at, urgency=c.urgency, pollution_type=rec.pollution_type, subtype=rec.subtype,
+                        occurred_at=c.occurred_at, text=c.text)
+        c.deadline, c.deadline_note = d.due, d.note
+        prev = c.status
+        c.status = Status.triaged.value
+        _event(session, c, kind="triage", actor=SYSTEM, at=at, from_status=prev, to_status=c.status,
+               data={"pollution_type": rec.pollution_type, "subtype": rec.subtype, "unit_type": rec.unit_type,
+                     "confidence": rec.confidence, "low_confidence": rec.low_confidence,
+                     "attempts": c.triage_attempts, "versions": rec.versions})
+        _flush(session)
+        session.commit()
+        return TriageOutcome(ok=True)
+    except ConcurrentUpdate:
+        return TriageOutcome(ok=False, error="concurrent update")
+
+
+def retry_pending_triage(session: Session, triager: Triager | None, *, limit: int = 200,
+                         max_attempts: int | None = None, now: datetime | None = None,
+                         sla: Sla | None = None) -> dict[str, int]:
+    """Triage every complaint still ``received`` (oldest first). Returns counts: tried, triaged, failed."""
+    counts = {"tried": 0, "triaged": 0, "failed": 0}
+    if triager is None:
+        return counts
+    q = select(Complaint.id).where(Complaint.status == Status.received.value, Complaint.merged_into.is_(None))
+    if max_attempts is not None:
+        q = q.where(Complaint.triage_attempts < max_attempts)
+    ids = list(session.scalars(q.order_by(Complaint.received_at, Complaint.id).limit(limit)))
+    session.commit()
+    for cid in ids:
+        counts["tried"] += 1
+        try:
+            out = triage_one(session, complaint_id=cid, triager=triager, now=now, sla=sla)
+        except Exception:  # noqa: BLE001 - one bad row must not stop the others
+            session.rollback()
+            log.exception("retrying triage of complaint %s", cid)
+            out = TriageOutcome(ok=False)
+        counts["triaged" if out.ok else "failed"] += 1
+    return counts
+
+
+def detect_links(session: Session, *, complaint_id: int, now: datetime | None = None,
+                 duplicate_window: timedelta = dup.DUPLICATE_WINDOW,
+                 relapse_window: timedelta = dup.RELAPSE_WINDOW) -> tuple[int | None, int | None]:
+    """Flag ``duplicate_of`` (an open complaint, same problem and place) and ``relapse_of`` (closed recently)."""
+    at = _now(now) if now is not None else utcnow()
+    c = session.get(Complaint, complaint_id)
+    if c is None:
+        raise NotFound(f"投诉 {complaint_id} 不存在 / complaint {complaint_id} not found")
+    d = dup.find_duplicate(session, c, window=duplicate_window)
+    r = dup.find_relapse(session, c, window=relapse_window)
+    if d is None and r is None:
+        session.commit()
+        return None, None
+    c = _lock(session, complaint_id)
+    if d is not None and c.duplicate_of is None:
+        c.duplicate_of, c.duplicate_score = d.complaint_id, round(d.score, 1)
+        _event(session, c, kind="flag_duplicate", actor=SYSTEM, at=at, from_status=c.status, to_status=c.status,
+               reason=f"疑似重复件：与投诉 {d.complaint_id} 同一地点同一问题",
+               data={"duplicate_of": d.complaint_id, "text_score": d.text_score, "place_score": d.place_score})
+    if r is not None and c.relapse_of is None:
+        c.relapse_of, c.relapse_score = r.complaint_id, round(r.score, 1)
+        _event(session, c, kind="flag_relapse", actor=SYSTEM, at=at, from_status=c.status, to_status=c.status,
+               reason=f"反弹：投诉 {r.complaint_id} 办结后同一地点再次反映",
+               data={"relapse_of": r.complaint_id, "text_score": r.text_score, "place_score": r.place_score})
+    _flush(session)
+    session.commit()
+    return c.duplicate_of, c.relapse_of
+
+
+# ------------------------------------------------------------------------------------------- transitions
+def assign(session: Session, *, complaint_id: int, actor: str, unit_type: str | None = None,
+           pollution_type: str | None = None, subtype: str | None = None, urgency: str | None = None,
+           note: str | None = None, unit_namer: UnitNamer | None = None, now: datetime | None = None,
+           sla: Sla | None = None) -> Assignment:
+    """received/triaged/returned → assigned. No labels given = accept the suggestion; any label = override.
+
+    The accept/override is kept as labelled feedback on the Assignment (suggested vs. final, who, when).
+    """
+    now = _now(now)
+    sla = sla or get_sla()
+    c = _lock(session, complaint_id)
+    allowed = (Status.received.value, Status.triaged.value, Status.returned.value)
+    if c.status not in allowed or c.merged_into is not None:
+        raise _illegal("assign", c)
+    s = session.scalars(select(Suggestion).where(Suggestion.complaint_id == c.id)
+                        .order_by(Suggestion.id.desc()).limit(1)).first()
+    pollution_type = _optional_text(pollution_type, "pollution_type", 64)
+    subtype = _optional_text(subtype, "subtype", 64)
+    unit_type = _optional_text(unit_type, "unit_type", 64)
+    if urgency is not None and urgency not in sla.policy.urgency:
+        raise InvalidInput(f"urgency 只能是 {'/'.join(sla.policy.urgency)} / unknown urgency")
+    if s is None and (unit_type is None or pollution_type is None):
+        raise InvalidInput("尚无分类建议，请指定 pollution_type 和 unit_type / "
+                           "no suggestion to accept yet: give pollution_type and unit_type")
+    pt = pollution_type or s.pollution_type
+    if subtype is not None:
+        st = subtype
+    elif s is not None and pt == s.pollution_type:
+        st = s.subtype
+    else:
+        st = _default_subtype(pt)
+    ut = unit_type or s.unit_type
+    _check_labels(pt, st, ut)
+    if s is not None and ut == s.unit_type and s.unit_name:
+        name = s.unit_name
+    else:
+        name = None
+        if unit_namer is not None:
+            try:
+                name = unit_namer(ut)
+            except Exception:  # noqa: BLE001 - an unnamed unit is still assignable
+                log.exception("unit_namer failed for %s", ut)
+        name = name or default_unit_name(ut)
+    accepted = s is not None and (pt, st, ut) == (s.pollution_type, s.subtype, s.unit_type)
+    if urgency is None:
+        urgency = "urgent" if st in sla.policy.urgent_subtypes else c.urgency
+    d = sla.compute(now, urgency=urgency, pollution_type=pt, subtype=st, occurred_at=c.occurred_at, text=c.text)
+    prev = c.status
+    a = Assignment(
+        complaint_id=c.id, unit_type=ut, unit_name=name, pollution_type=pt, subtype=st, assigned_at=now,
+        assigned_by=actor, deadline=d.due, contact_deadline=d.contact_due, deadline_note=d.note, sla_rule=d.rule,
+        accepted_suggestion=accepted, suggested_pollution_type=s.pollution_type if s else None,
+        suggested_subtype=s.subtype if s else None, suggested_unit_type=s.unit_type if s else None,
+        suggestion_id=s.id if s else None, note=_optional_text(note, "note", 2000),
+        reason="reassign" if prev == Status.returned.value else "assign")
+    session.add(a)
+    c.status = Status.assigned.value
+    c.pollution_type, c.subtype, c.unit_type, c.unit_name = pt, st, ut, name
+    c.urgency = urgency
+    c.deadline, c.deadline_note = d.due, d.note
+    c.assign_count = (c.assign_count or 0) + 1
+    _event(session, c, kind=a.reason, actor=actor, at=now, from_status=prev, to_status=c.status, reason=a.note,
+           data={"unit_type": ut, "unit_name": name, "pollution_type": pt, "subtype": st,
+                 "accepted_suggestion": accepted, "deadline": d.due, "deadline_note": d.note, "sla_rule": d.rule,
+                 "suggested": {"pollution_type": a.suggested_pollution_type, "subtype": a.suggested_subtype,
+                               "unit_type": a.suggested_unit_type} if s else None})
+    _flush(session)
+    return a
+
+
+def _active_assignment(session: Session, c: Complaint) -> Assignment | None:
+    return session.scalars(select(Assignment).where(Assignment.complaint_id == c.id, Assignment.ended_at.is_(None))
+                           .order_by(Assignment.id.desc()).limit(1)).first()
+
+
+def return_(session: Session, *, complaint_id: int, actor: str, reason: str,
+            now: datetime | None = None) -> Complaint:
+    """assigned → returned (退单): the unit sends the complaint back to the dispatcher, with a reason."""
+    now = _now(now)
+    c = _lock(session, complaint_id)
+    if c.status != Status.assigned.value:
+        raise _illegal("return", c)
+    reason_v = _require_text(reason, "reason", "退单理由", 2000)
+    a = _active_assignment(session, c)
+    if a is not None:
+        a.ended_at, a.end_reason = now, "returned"
+    prev = c.status
+    c.status = Status.returned.value
+    c.return_count = (c.return_count or 0) + 1
+    _event(session, c, kind="return", actor=actor, at=now, from_status=prev, to_status=c.status, reason=reason_v,
+           data={"unit_type": a.unit_type if a else None, "unit_name": a.unit_name if a else None})
+    _flush(session)
+    return c
+
+
+def extend(session: Session, *, complaint_id: int, actor: str, reason: str,
+           deadline: datetime | str | None = None, working_days: int | None = None,
+           now: datetime | None = None, sla: Sla | None = None) -> Assignment:
+    """assigned → assigned (延期): a later deadline with a reason; counted, limited by ``max_extensions``."""
+    now = _now(now)
+    sla = sla or get_sla()
+    c = _lock(session, complaint_id)
+    if c.status != Status.assigned.value:
+        raise _illegal("extend", c)
+    reason_v = _require_text(reason, "reason", "延期理由", 2000)
+    a = _active_assignment(session, c)
+    if a is None:
+        raise _illegal("extend", c)
+    if (deadline is None) == (working_days is None):
+        raise InvalidInput("请给出新的期限 deadline 或延长的工作日数 working_days（二选一） / "
+                           "give exactly one of deadline or working_days")
+    if a.extensions >= sla.policy.max_extensions:
+        raise IllegalTransition(f"已延期 {a.extensions} 次，达到上限 / extension limit "
+                                f"({sla.policy.max_extensions}) reached", status=c.status)
+    if working_days is not None:
+        if working_days < 1 or working_days > 60:
+            raise InvalidInput("working_days 须在 1 到 60 之间 / working_days must be 1..60")
+        new, note = sla.add_working_days(a.deadline, working_days)
+    else:
+        try:
+            new = parse_deadline(deadline)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"无法识别的期限 {deadline!r} / unparseable deadline") from exc
+        note = sla.note_for(new, now)
+    if new <= a.deadline:
+        raise InvalidInput("新期限须晚于原期限 / the new deadline must be later than the current one",
+                           current_deadline=a.deadline.isoformat())
+    old = a.deadline
+    a.deadline, a.deadline_note = new, note
+    a.extensions = (a.extensions or 0) + 1
+    c.deadline, c.deadline_note = new, note
+    c.extension_count = (c.extension_count or 0) + 1
+    _event(session, c, kind="extend", actor=actor, at=now, from_status=c.status, to_status=c.status,
+           reason=reason_v, data={"old_deadline": old, "new_deadline": new, "note": note,
+                                  "extensions": a.extensions, "working_days": working_days})
+    _flush(session)
+    return a
+
+
+def _check_result(result: str | None) -> str:
+    r = (result or "").strip()
+    if r not in RESULTS:
+        raise InvalidInput(f"result 只能是 {'、'.join(RESULTS)} / result must be one of {', '.join(RESULTS)}")
+    return r
+
+
+def _record_reply(session: Session, c: Complaint, *, reply: str, result: str, actor: str, now: datetime,
+                  approved: bool, generator: str | None = None) -> ReplyDraft:
+    """The reply as sent: approves the latest draft when unchanged, otherwise stores the edited text."""
+    latest = session.scalars(select(ReplyDraft).where(ReplyDraft.complaint_id == c.id)
+                             .order_by(ReplyDraft.id.desc()).limit(1)).first()
+    if generator is None and latest is not None and latest.text.strip() == reply.strip():
+        latest.approved = latest.approved or approved
+        latest.result = result
+        return latest
+    rd = ReplyDraft(complaint_id=c.id, created_at=now, created_by=actor, text=reply, citations=[],
+                    generator=generator or "staff", result=result, approved=approved)
+    session.add(rd)
+    return rd
+
+
+def submit_reply(session: Session, *, complaint_id: int, actor: str, reply: str, result: str,
+                 now: datetime | None = None) -> Complaint:
+    """assigned → replied: the unit's reply and finding, waiting for the dispatcher's approval (close)."""
+    now = _now(now)
+    c = _lock(session, complaint_id)
+    if c.status != Status.assigned.value:
+        raise _illegal("reply", c)
+    reply_v = _require_text(reply, "reply", "答复内容")
+    result_v = _check_result(result)
+    _record_reply(session, c, reply=reply_v, result=result_v, actor=actor, now=now, approved=False)
+    prev = c.status
+    c.status, c.reply, c.result = Status.replied.value, reply_v, result_v
+    _event(session, c, kind="reply", actor=actor, at=now, from_status=prev, to_status=c.status,
+           data={"result": result_v})
+    _flush(session)
+    return c
+
+
+def case_record(c: Complaint) -> dict[str, Any]:
+    """What the knowledge base learns from a closed complaint (triage.kb.cases.upsert_case)."""
+    return {
+        "order_id": c.external_id or f"triage-{c.id}",
+        "text": c.text,
+        "pollution_type": c.pollution_type or "",
+        "subtype": c.subtype or "",
+        "unit_type": c.unit_type or "",
+        "unit_raw": c.unit_name or "",
+        "reply": c.reply or "",
+        "occurred_at": (c.occurred_at or c.received_at).astimezone(TZ).isoformat(),
+        "address": c.address or "",
+        "source": "closed",
+    }
+
+
+def close(session: Session, *, complaint_id: int, actor: str, reply: str | None = None,
+          result: str | None = None, case_sink: CaseSink | None = None,
+          now: datetime | None = None) -> Complaint:
+    """assigned/replied → closed (办结). Merged children close with the parent's reply and result.
+
+    The closed case is handed to ``case_sink`` (the knowledge base); a sink failure is logged and recorded as
+    an event, never undoes the closure.
+    """
+    now = _now(now)
+    c = _lock(session, complaint_id)
+    if c.status not in (Status.assigned.value, Status.replied.value):
+        raise _illegal("close", c)
+    if c.status == Status.replied.value:
+        reply_v = _require_text(reply, "reply", "答复内容") if reply is not None else c.reply
+        result_v = _check_result(result) if result is not None else c.result
+    else:
+        reply_v = _require_text(reply, "reply", "答复内容")
+        result_v = _check_result(result)
+    _record_reply(session, c, reply=reply_v, result=result_v, actor=actor, now=now, approved=True)
+    a = _active_assignment(session, c)
+    if a is not None:
+        a.ended_at, a.end_reason = now, "closed"
+    prev = c.status
+    c.status, c.reply, c.result, c.closed_at = Status.closed.value, reply_v, result_v, now
+    c.first_closed_at = c.first_closed_at or now
+    on_time = c.deadline is None or now <= c.deadline
+    _event(session, c, kind="close", actor=actor, at=now, from_status=prev, to_status=c.status,
+           data={"result": result_v, "deadline": c.deadline, "on_time": on_time})
+    children = session.scalars(select(Complaint).where(Complaint.merged_into == c.id,
+                                                       Complaint.status == Status.merged.value)
+                               .with_for_update()).all()
+    for child in children:
+        child.status, child.reply, child.result, child.closed_at = Status.closed.value, reply_v, result_v, now
+        child.first_closed_at = child.first_closed_at or now
+        child.pollution_type = child.pollution_type or c.pollution_type
+        child.subtype = child.subtype or c.subtype
+        child.unit_type, child.unit_name = child.unit_type or c.unit_type, child.unit_name or c.unit_name
+        _record_reply(session, child, reply=reply_v, result=result_v, actor=actor, now=now, approved=True,
+                      generator=f"merged:{c.id}")
+        _event(session, child, kind="close", actor=actor, at=now, from_status=Status.merged.value,
+               to_status=Status.closed.value, reason=f"随主件 {c.id} 办结 / closed with parent {c.id}",
+               data={"parent_id": c.id, "result": result_v})
+    _flush(session)
+    if case_sink is not None:
+        case = case_record(c)
+        try:
+            case_sink(case)
+            _event(session, c, kind="case_learned", actor=SYSTEM, at=now, from_status=c.status,
+                   to_status=c.status, data={"order_id": case["order_id"]})
+        except Exception as exc:  # noqa: BLE001 - the knowledge base is best effort
+            log.exception("case sink failed for complaint %s", c.id)
+            _event(session, c, kind="case_sink_failed", actor=SYSTEM, at=now, from_status=c.status,
+                   to_status=c.status, reason=f"{type(exc).__name__}: {exc}"[:2000])
+        _flush(session)
+    return c
+
+
+def reopen(session: Session, *, complaint_id: int, actor: str, reason: str, unit_type: str | None = None,
+           unit_namer: UnitNamer | None = None, now: datetime | None = None, sla: Sla | None = None) -> Assignment:
+    """closed → assigned (重办): a new assignment (same unit unless given) with a fresh deadline; counted."""
+    now = _now(now)
+    sla = sla or get_sla()
+    c = _lock(session, complaint_id)
+    if c.status != Status.closed.value:
+        raise _illegal("reopen", c)
+    if c.merged_into is not None:
+        raise IllegalTransition(f"该件已并入投诉 {c.merged_into}，请重办主件 / merged complaint: reopen the parent "
+                                f"{c.merged_into}", status=c.status, parent_id=c.merged_into)
+    reason_v = _require_text(reason, "reason", "重办理由", 2000)
+    last = session.scalars(select(Assignment).where(Assignment.complaint_id == c.id)
+                           .order_by(Assignment.id.desc()).limit(1)).first()
+    ut = _optional_text(unit_type, "unit_type", 64) or c.unit_type or (last.unit_type if last else None)
+    if ut is None:
+        raise InvalidInput("请指定 unit_type / give unit_type")
+    if c.pollution_type:
+        _check_labels(c.pollution_type, c.subtype, ut)
+    if last is not None and ut == last.unit_type:
+        name = last.unit_name
+    else:
+        name = None
+        if unit_namer is not None:
+            try:
+                name = unit_namer(ut)
+            except Exception:  # noqa: BLE001
+                log.exception("unit_namer failed for %s", ut)
+        name = name or default_unit_name(ut)
+    d = sla.compute(now, urgency=c.urgency, pollution_type=c.pollution_type, subtype=c.subtype,
+                    occurred_at=c.occurred_at, text=c.text)
+    a = Assignment(complaint_id=c.id, unit_type=ut, unit_name=name, pollution_type=c.pollution_type,
+                   subtype=c.subtype, assigned_at=now, assigned_by=actor, deadline=d.due,
+                   contact_deadline=d.contact_due, deadline_note=d.note, sla_rule=d.rule,
+                   accepted_suggestion=False, note=reason_v, reason="reopen")
+    session.add(a)
+    prev = c.status
+    old = {"closed_at": c.closed_at, "result": c.result}
+    c.status, c.closed_at, c.result, c.reply = Status.assigned.value, None, None, None
+    c.unit_type, c.unit_name = ut, name
+    c.deadline, c.deadline_note = d.due, d.note
+    c.reopen_count = (c.reopen_count or 0) + 1
+    c.assign_count = (c.assign_count or 0) + 1
+    _event(session, c, kind="reopen", actor=actor, at=now, from_status=prev, to_status=c.status, reason=reason_v,
+           data={**old, "unit_type": ut, "deadline": d.due, "reopen_count": c.reopen_count})
+    _flush(session)
+    return a
+
+
+def merge(session: Session, *, complaint_id: int, parent_id: int, actor: str, reason: str | None = None,
+          now: datetime | None = None) -> Complaint:
+    """open → merged: this complaint (a duplicate) follows ``parent_id``'s outcome from now on."""
+    now = _now(now)
+    if complaint_id == parent_id:
+        raise InvalidInput("不能与自身合并 / cannot merge a complaint into itself")
+    # Lock both rows in id order: two merges in opposite directions cannot deadlock.
+    first, second = sorted((complaint_id, parent_id))
+    locked = {first: _lock(session, first), second: _lock(session, second)}
+    c, parent = locked[complaint_id], locked[parent_id]
+    open_values = {s.value for s in OPEN_STATUSES}
+    if c.status not in open_values or c.merged_into is not None:
+        raise _illegal("merge", c)
+    if parent.status not in open_values or parent.merged_into is not None:
+        raise IllegalTransition(
+            f"主件 {parent_id} 状态为“{STATUS_ZH.get(parent.status, parent.status)}”，不能并入 / "
+            f"parent {parent_id} is '{parent.status}': merge only into an open complaint", status=parent.status)
+    a = _active_assignment(session, c)
+    if a is not None:
+        a.ended_at, a.end_reason = now, "merged"
+    prev = c.status
+    c.status, c.merged_into, c.duplicate_of = Status.merged.value, parent.id, parent.id
+    reason_v = _optional_text(reason, "reason", 2000)
+    _event(session, c, kind="merge", actor=actor, at=now, from_status=prev, to_status=c.status, reason=reason_v,
+           data={"parent_id": parent.id})
+    _event(session, parent, kind="merge_child", actor=actor, at=now, from_status=parent.status,
+           to_status=parent.status, reason=reason_v, data={"child_id": c.id})
+    # Children of the merged complaint now follow the new parent.
+    grandchildren = session.scalars(select(Complaint).where(Complaint.merged_into == c.id)).all()
+    for g in grandchildren:
+        g.merged_into, g.duplicate_of = parent.id, parent.id
+        _event(session, g, kind="merge", actor=actor, at=now, from_status=g.status, to_status=g.status,
+               reason=f"原主件 {c.id} 并入 {parent.id}", data={"parent_id": parent.id, "via": c.id})
+    _flush(session)
+    return c
+
+
+def draft(session: Session, *, complaint_id: int, actor: str, drafter: Drafter, findings: str | None = None,
+          result: str | None = None, actions: str | None = None, now: datetime | None = None) -> ReplyDraft:
+    """Ask the drafter for a reply (no state change); the draft is stored for the staff to edit and approve."""
+    from triage.drafting.types import Draft, DraftRequest
+
+    now = _now(now)
+    c = _lock(session, complaint_id)
+    if c.status in (Status.closed.value, Status.merged.value):
+        raise _illegal("draft", c)
+    if result is not None:
+        result = _check_result(result)
+    s = c.suggestion
+    req = DraftRequest(
+        complaint_text=c.text, occurred_at=c.occurred_at, address=c.address,
+        pollution_type=c.pollution_type or (s.pollution_type if s else None),
+        subtype=c.subtype or (s.subtype if s else None),
+        unit_type=c.unit_type or (s.unit_type if s else None),
+        unit_name=c.unit_name or (s.unit_name if s else None),
+        findings=_optional_text(findings, "findings", MAX_TEXT), result=result,
+        actions=_optional_text(actions, "actions", MAX_TEXT))
+    session.commit()  # do not hold the row lock while a model writes
+    try:
+        out = drafter(req)
+        if not isinstance(out, Draft):
+            out = Draft.model_validate(out if isinstance(out, dict) else out.model_dump())
+    except Exception as exc:  # noqa: BLE001
+        log.exception("drafting failed for complaint %s", complaint_id)
+        raise DraftingFailed(f"答复起草失败，请稍后重试或手工撰写 / drafting failed: {type(exc).__name__}") from exc
+    c = _lock(session, complaint_id)
+    rd = ReplyDraft(complaint_id=c.id, created_at=now, created_by=actor, text=out.text,
+                    citations=[x.model_dump(mode="json") for x in out.citations], generator=out.generator,
+                    prompt_version=out.prompt_version,
+                    quality=out.quality.model_dump(mode="json") if out.quality else None, notice=out.notice,
+                    findings=req.findings, result=result, approved=False)
+    session.add(rd)
+    _flush(session)
+    _event(session, c, kind="draft", actor=actor, at=now, from_status=c.status, to_status=c.status,
+           data={"draft_id": rd.id, "generator": out.generator, "prompt_version": out.prompt_version})
+    _flush(session)
+    return rd
+
+
+# ------------------------------------------------------------------------------------------------- queue
+@dataclass
+class QueueEntry:
+    complaint: Complaint
+    overdue: bool
+    due_soon: bool
+    low_confidence: bool
+    priority: int
+    priority_reason: str
+
+
+PRIORITY_REASONS = {0: "已超期", 1: "临期", 2: "待人工确认（低置信度或未能自动分拣）", 3: "紧急件", 4: "常规"}
+
+
+def list_queue(session: Session, *, status: str | list[str] | None = None, unit_type: str | None = None,
+               limit: int = 50, now: datetime | None = None, sla: Sla | None = None) -> list[QueueEntry]:
+    """Open work, most urgent first: overdue, due soon, needing a person (low confidence / untriaged), urgent,
+    then by deadline. ``status`` may be one value or a list (default: every open status)."""
+    now = _now(now)
+    sla = sla or get_sla()
+    valid = {s.value for s in Status}
+    if status is None or status == "" or status == []:
+        wanted = [s.value for s in OPEN_STATUSES]
+    else:
+        wanted = [x.strip() for x in (status.split(",") if isinstance(status, str) else status) if x.strip()]
+        bad = [x for x in wanted if x not in valid]
+        if bad:
+            raise InvalidInput(f"未知的状态：{', '.join(bad)} / unknown status; one of {', '.join(sorted(valid))}")
+    if limit < 1 or limit > 1000:
+        raise InvalidInput("limit 须在 1 到 1000 之间 / limit must be 1..1000")
+    q = select(Complaint).where(Complaint.status.in_(wanted)).options(selectinload(Complaint.suggestions))
+    if Status.merged.value not in wanted:
+        q = q.where(Complaint.merged_into.is_(None))
+    rows = session.scalars(q).all()
+    entries: list[QueueEntry] = []
+    for c in rows:
+        s = c.suggestion
+        if unit_type and (c.unit_type or (s.unit_type if s else None)) != unit_type:
+            continue
+        open_ = c.status in {x.value for x in OPEN_STATUSES}
+        overdue = open_ and sla.is_overdue(c.deadline, now)
+        soon = open_ and not overdue and sla.is_due_soon(c.deadline, now)
+        needs_person = c.status == Status.received.value or (
+            c.status in (Status.triaged.value, Status.returned.value) and s is not None and s.low_confidence)
+        if overdue:
+            p = 0
+        elif soon:
+            p = 1
+        elif needs_person:
+            p = 2
+        elif c.urgency == "urgent":
+            p = 3
+        else:
+            p = 4
+        entries.append(QueueEntry(c, overdue, soon, bool(s and s.low_confidence), p, PRIORITY_REASONS[p]))
+    far = datetime.max.replace(tzinfo=now.tzinfo)
+    entries.sort(key=lambda e: (e.priority, e.complaint.deadline or far, e.complaint.received_at, e.complaint.id))
+    return entries[:limit]
+
+
+def list_relapses(session: Session, *, start: datetime, end: datetime) -> list[tuple[Complaint, Complaint]]:
+    """(complaint, the closed case it relapses) for complaints received in [start, end)."""
+    rows = session.scalars(select(Complaint).where(Complaint.relapse_of.is_not(None),
+                                                   Complaint.received_at >= start, Complaint.received_at < end)
+                           .order_by(Complaint.received_at, Complaint.id)).all()
+    out = []
+    for c in rows:
+        prev = session.get(Complaint, c.relapse_of)
+        if prev is not None:
+            out.append((c, prev))
+    return out
