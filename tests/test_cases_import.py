@@ -1,0 +1,123 @@
+"""Past-case import: formats, encodings, row errors with row numbers, idempotence, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from triage.embeddings import get_embedder
+from triage.kb.cases import CaseFileError, import_cases, read_cases_file
+from triage.kb.store import CASES, KnowledgeStore, make_client
+from triage.settings import Settings
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+HEADER = ["order_id", "text", "reply", "pollution_type", "subtype", "unit_type", "unit_raw"]
+ROWS = [
+    ["A1", "工地夜间施工噪音太大，凌晨一点还在打桩", "", "noise", "noise.construction", "urban_management", "街道综合执法办"],
+    ["A2", "楼下烧烤店油烟直排，熏得没法开窗", "已责令安装净化器", "air", "air.cooking_fumes", "urban_management", ""],
+    ["A3", "", "", "noise", "", "", ""],                                           # row 4: empty text
+    ["A4", "河里有污水直排", "", "water", "water.sewage", "nonexistent_unit", ""],  # row 5: unknown unit
+    ["A5", "小区垃圾三天没人清运", "", "solid_waste", "noise.construction", "", ""],  # row 6: mismatched subtype
+    ["A1", "重复编号的一行", "", "noise", "", "", ""],                              # row 7: duplicate order_id
+    ["", "没有编号但内容完整的投诉：广场舞音响太吵", "", "noise", "noise.social_life", "public_security", ""],
+]
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return KnowledgeStore(make_client(Settings(data_dir=tmp_path, chroma=str(tmp_path / "chroma"))))
+
+
+def write_csv(path: Path, encoding: str) -> Path:
+    with path.open("w", newline="", encoding=encoding) as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerows(ROWS)
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])
+def test_csv_rows_validated_with_row_numbers(tmp_path, encoding):
+    rows, errors = read_cases_file(write_csv(tmp_path / "x.csv", encoding))
+    assert [r.order_id for r in rows][:2] == ["A1", "A2"]
+    assert rows[0].text.startswith("工地夜间施工")
+    assert len(rows) == 3
+    assert {e.row for e in errors} == {4, 5, 6, 7}
+    assert "text" in next(e.reason for e in errors if e.row == 4)
+    assert "unit_type" in next(e.reason for e in errors if e.row == 5)
+    assert "第7行" in str(next(e for e in errors if e.row == 7))
+
+
+def test_xlsx_and_jsonl(tmp_path):
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(HEADER)
+    for r in ROWS:
+        ws.append(r)
+    ws.append(["F1", "=HYPERLINK(\"http://x\",\"click\")", "", "", "", "", ""])  # row 9: a formula, not a complaint
+    wb.save(tmp_path / "x.xlsx")
+    rows, errors = read_cases_file(tmp_path / "x.xlsx")
+    assert len(rows) == 3 and 9 in {e.row for e in errors}
+
+    lines = [json.dumps(dict(zip(HEADER, r)), ensure_ascii=False) for r in ROWS[:2]] + ["{not json"]
+    (tmp_path / "x.jsonl").write_text("\n".join(lines), encoding="utf-8")
+    rows, errors = read_cases_file(tmp_path / "x.jsonl")
+    assert [r.order_id for r in rows] == ["A1", "A2"] and errors[0].row == 3
+
+
+def test_unreadable_files_are_refused(tmp_path):
+    (tmp_path / "x.pdf").write_bytes(b"%PDF")
+    with pytest.raises(CaseFileError):
+        read_cases_file(tmp_path / "x.pdf")
+    (tmp_path / "nocol.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    with pytest.raises(CaseFileError, match="text"):
+        read_cases_file(tmp_path / "nocol.csv")
+
+
+def test_import_is_idempotent(tmp_path, store):
+    path = write_csv(tmp_path / "x.csv", "utf-8")
+    embedder = get_embedder()
+    first = import_cases(path, store=store, embedder=embedder)
+    assert (first.imported, first.already_present, len(first.rejected)) == (3, 0, 4)
+    second = import_cases(path, store=store, embedder=embedder)
+    assert (second.imported, second.already_present) == (0, 3)
+    assert store.count(CASES) == 3
+    meta = store.collection(CASES).get(ids=["A2"])["metadatas"][0]
+    assert meta["subtype"] == "air.cooking_fumes" and meta["reply"] == "已责令安装净化器"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cases").exists(), reason="../shared/data is absent")
+def test_cli_imports_real_export_and_reports_json(tmp_path, monkeypatch):
+    import triage.kb.store as store_mod
+    from triage.cli import app
+    from triage.settings import get_settings
+
+    # A slice of the real Haikou export, so the test stays fast.
+    src = SHARED_DATA / "cases" / "haikou12345_env_dev.csv"
+    with src.open(encoding="utf-8") as f:
+        reader = csv.reader(f)
+        head = [next(reader) for _ in range(41)]
+    part = tmp_path / "part.csv"
+    with part.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(head)
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    store_mod.reset_store_cache()
+    try:
+        result = CliRunner().invoke(app, ["cases", "import", str(part), "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert report["imported"] == 40 and report["rejected"] == []
+        again = CliRunner().invoke(app, ["cases", "import", str(part), "--json"])
+        assert json.loads(again.stdout.strip().splitlines()[-1])["already_present"] == 40
+        missing = CliRunner().invoke(app, ["cases", "import", str(tmp_path / "nope.csv")])
+        assert missing.exit_code != 0 and "不存在" in missing.output
+    finally:
+        get_settings.cache_clear()
+        store_mod.reset_store_cache()

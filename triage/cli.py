@@ -1,0 +1,203 @@
+"""The `triage` command line (typer). Domain logic lives in the modules; commands only parse and print."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from triage.settings import get_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(help="12345 环境投诉分拣服务 / triage of 12345 environmental complaints", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+cases_app = typer.Typer(help="历史案件 / past cases", no_args_is_help=True)
+app.add_typer(cases_app, name="cases")
+console = Console()
+err = Console(stderr=True)
+
+
+def _kb_app():
+    from triage.kb.commands import kb_app
+
+    return kb_app
+
+
+app.add_typer(_kb_app(), name="kb", help="法规与案件知识库 / knowledge base")
+
+
+def _quiet_logs() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("transformers", "sentence_transformers", "chromadb", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]错误 / error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, reload: bool = False) -> None:
+    """启动网页与接口服务（首次启动时建立知识库） / start the web app and API."""
+    import uvicorn
+
+    from triage.api.app import create_app
+    from triage.bootstrap import prepare
+
+    _quiet_logs()
+    settings = get_settings()
+    prepare(settings, err)
+    err.print(f"服务地址 http://{host}:{port}  接口文档 http://{host}:{port}/docs")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def init() -> None:
+    """建立离线模型、知识库与数据库（不启动服务） / build model, knowledge base and database."""
+    from triage.bootstrap import prepare
+
+    _quiet_logs()
+    prepare(get_settings(), err)
+
+
+@cases_app.command("import")
+def cases_import(
+    file: Path,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """导入历史案件（CSV UTF-8/GB18030、XLSX、JSONL），按 order_id 去重 / import past cases."""
+    from triage.embeddings import get_embedder
+    from triage.kb.cases import CaseFileError, import_cases
+    from triage.kb.store import get_store
+
+    _quiet_logs()
+    settings = get_settings()
+    if not file.exists():
+        _fail(f"文件不存在 / file not found: {file}")
+    try:
+        embedder = get_embedder(settings)
+        store = get_store(settings)
+        with Progress(TextColumn("导入 / importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, disable=as_json) as progress:
+            task = progress.add_task("import", total=None)
+            report = import_cases(file, store=store, embedder=embedder,
+                                  on_total=lambda n: progress.update(task, total=n),
+                                  on_progress=lambda n: progress.advance(task, n))
+    except CaseFileError as exc:
+        _fail(str(exc), 2)
+    if report.imported:
+        from triage.classify.service import reset_triager
+
+        reset_triager()  # the next triage retrains on the new history
+    if as_json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        console.print(f"共 {report.total} 行：新导入 {report.imported}，已存在 {report.already_present}，"
+                      f"拒绝 {len(report.rejected)}")
+        for e in report.rejected[:200]:
+            console.print(f"  [yellow]{e}[/]")
+        if len(report.rejected) > 200:
+            console.print(f"  … 另有 {len(report.rejected) - 200} 行被拒绝")
+    if report.rejected and not report.imported and not report.already_present:
+        raise typer.Exit(1)
+
+
+@app.command("triage")
+def triage_text(text: str, occurred_at: Optional[datetime] = None, address: Optional[str] = None,
+                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """对一条投诉给出分类、承办单位和依据（不入库） / classify one complaint without storing it."""
+    from triage.classify.service import get_triager
+
+    _quiet_logs()
+    if not text.strip():
+        _fail("投诉内容不能为空 / text must not be empty", 2)
+    s = get_triager().suggest(text, occurred_at=occurred_at, address=address)
+    if as_json:
+        print(s.model_dump_json())
+        return
+    from triage.taxonomy import get_taxonomy
+
+    tax = get_taxonomy()
+    flag = "[red]（置信度低，请人工判断）[/]" if s.low_confidence else ""
+    console.print(f"类型：{tax.name(s.pollution_type)} / {tax.name(s.subtype) if s.subtype else '-'}"
+                  f"  置信度 {s.confidence:.2f}{flag}")
+    console.print(f"承办：{s.unit_name}（{s.unit_type}）  依据：{s.unit_decided_by}")
+    for c in s.similar_cases[:3]:
+        console.print(f"  相似案件 {c.id} ({c.similarity:.2f}) {c.pollution_type}/{c.unit_type}: {c.text[:60]}")
+    for r in s.regulations[:3]:
+        console.print(f"  法规 《{r.law}》{r.article} ({r.similarity:.2f})")
+
+
+@app.command("eval")
+def eval_command(
+    cases: Annotated[Path, typer.Option("--cases", help="TRAIN: past cases file")],
+    test: Annotated[Path, typer.Option("--test", help="TEST: labelled complaints to classify")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    predictions: Annotated[Optional[Path], typer.Option("--predictions")] = None,
+) -> None:
+    """系统与基线（TF-IDF + 逻辑回归）在同一训练集上的对比评测 / evaluate against the baseline."""
+    from triage.classify.evaluate import evaluate
+    from triage.kb.cases import CaseFileError
+
+    _quiet_logs()
+    for p in (cases, test):
+        if not p.exists():
+            _fail(f"文件不存在 / file not found: {p}", 2)
+    try:
+        with Progress(TextColumn("评测 / evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as progress:
+            task = progress.add_task("eval", total=None)
+            result = evaluate(cases, test, settings=get_settings(), predictions=predictions,
+                              progress=lambda i, n: progress.update(task, completed=i, total=n))
+    except (CaseFileError, ValueError) as exc:
+        _fail(str(exc), 2)
+    if not as_json:
+        table = Table(title=f"triage eval — {result['n_test']} test rows")
+        table.add_column("metric")
+        table.add_column("system", justify="right")
+        table.add_column("baseline", justify="right")
+        for key, value in result["system"].items():
+            b = result["baseline"].get(key)
+            fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+            table.add_row(key, fmt(value), fmt(b))
+        console.print(table)
+    print(json.dumps(result, ensure_ascii=False))
+
+
+@app.command()
+def report(
+    date_from: Annotated[str, typer.Option("--from", help="YYYY-MM-DD")],
+    date_to: Annotated[str, typer.Option("--to", help="YYYY-MM-DD")],
+) -> None:
+    """生成阶段工作报告 / the periodic work report."""
+    from triage.report import report_command
+
+    try:
+        a, b = date.fromisoformat(date_from), date.fromisoformat(date_to)
+    except ValueError:
+        _fail("日期格式应为 YYYY-MM-DD / dates must be YYYY-MM-DD", 2)
+    if b < a:
+        _fail("结束日期早于开始日期 / --to is before --from", 2)
+    print(report_command(a, b, get_settings()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
