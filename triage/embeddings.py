@@ -210,7 +210,10 @@ class Embedder:
     def __init__(self, model_path: Path, batch_size: int = 32):
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        # The saved encoder has no pooler (e5 mean-pools); silence transformers' report about it.
+        hf_logging.set_verbosity_error()
         # Two cores: leave one for the web server and the database.
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
         self.path = Path(model_path)

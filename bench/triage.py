@@ -1,0 +1,150 @@
+"""Triage benchmark: cross-validated quality against the TF-IDF baseline, the cold start, and latency.
+
+    python bench/triage.py [--folds 5] [--skip-latency]
+
+- In-domain: stratified k-fold over the Haikou dev orders (train on k-1 folds, test on the rest), the system
+  and the TF-IDF + logistic-regression baseline trained on the same folds (`triage eval` on each split).
+- Cold start: train on Haikou, test on the message-board posts (taidi replies file).
+- Latency: one complaint through intake (store → embed → Chroma cases + regulations → ensemble → router →
+  database write), p50/p95 over real complaints, on this machine's cores.
+Embeddings are cached by text across folds (the same model, computed once) so the run takes minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from sklearn.model_selection import StratifiedKFold
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from triage.classify.evaluate import evaluate  # noqa: E402
+from triage.embeddings import get_embedder  # noqa: E402
+from triage.settings import Settings  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+HAIKOU = SHARED / "cases" / "haikou12345_env_dev.csv"
+TAIDI = SHARED / "replies" / "taidi2020_env_replies_dev.csv"
+KEYS = ["type_accuracy", "type_macro_f1", "subtype_accuracy", "unit_accuracy", "unit_top3_accuracy",
+        "not_environmental_recall", "type_ece", "seconds_per_complaint"]
+
+
+class CachedEmbedder:
+    """The real embedder with a text → vector cache (folds re-use the same texts)."""
+
+    def __init__(self, inner):
+        self.inner, self.model_id, self.dim = inner, inner.model_id, inner.dim
+        self.cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def _get(self, kind: str, texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if (kind, t) not in self.cache]
+        if todo:
+            vecs = (self.inner.embed_queries if kind == "q" else self.inner.embed_passages)(todo)
+            self.cache.update({(kind, t): v for t, v in zip(todo, vecs)})
+        return np.array([self.cache[(kind, t)] for t in texts]) if texts else np.zeros((0, self.dim))
+
+    def embed_queries(self, texts, progress=False):
+        return self._get("q", list(texts))
+
+    def embed_passages(self, texts, progress=False):
+        return self._get("p", list(texts))
+
+    def embed_query(self, text):
+        return self.embed_queries([text])[0]
+
+
+def write_rows(path: Path, header: list[str], rows: list[dict]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, header)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def latency(n: int) -> tuple[float, float, float]:
+    from triage.classify.service import Triager
+    from triage.db import create_all, make_engine, session_factory
+    from triage.kb.cases import import_cases
+    from triage.kb.regulations import ingest_default_knowledge
+    from triage.kb.store import KnowledgeStore, make_client
+    from triage.queue.service import intake
+
+    with open(HAIKOU, encoding="utf-8") as f:
+        texts = [r["text"] for r in csv.DictReader(f)]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp))
+        embedder = get_embedder()
+        store = KnowledgeStore(make_client(Settings(data_dir=Path(tmp), chroma=str(Path(tmp) / "c"))))
+        ingest_default_knowledge(settings, store=store, embedder=embedder)
+        import_cases(HAIKOU, store=store, embedder=embedder)
+        triager = Triager(store=store, embedder=embedder, settings=settings)
+        engine = make_engine(f"sqlite:///{tmp}/t.db")
+        create_all(engine)
+        Session = session_factory(engine)
+        rng = np.random.default_rng(1)
+        sample = [texts[i] for i in rng.choice(len(texts), n, replace=False)]
+        times = []
+        for t in sample:
+            with Session() as s:
+                t0 = time.perf_counter()
+                c = intake(s, text=t, triager=triager, detect_duplicates=True)
+                times.append((time.perf_counter() - t0) * 1000)
+                assert c.status == "triaged", c.triage_error
+        times.sort()
+        return statistics.median(times), times[int(0.95 * (len(times) - 1))], float(np.mean(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--latency-n", type=int, default=100)
+    ap.add_argument("--skip-latency", action="store_true")
+    args = ap.parse_args()
+    if not HAIKOU.exists():
+        sys.exit(f"{HAIKOU} is absent: this benchmark needs ../shared/data")
+    console = Console()
+    settings = Settings()
+    emb = CachedEmbedder(get_embedder(settings))
+    with open(HAIKOU, encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header, rows = list(reader.fieldnames), list(reader)
+    y = [r["pollution_type"] for r in rows]
+    folds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        skf = StratifiedKFold(args.folds, shuffle=True, random_state=0)
+        for k, (a, b) in enumerate(skf.split(rows, y)):
+            tr, te = Path(tmp) / "train.csv", Path(tmp) / "test.csv"
+            write_rows(tr, header, [rows[i] for i in a])
+            write_rows(te, header, [rows[i] for i in b])
+            folds.append(evaluate(tr, te, settings=settings, embedder=emb))
+            console.print(f"fold {k + 1}/{args.folds}: type {folds[-1]['system']['type_accuracy']:.3f} "
+                          f"(baseline {folds[-1]['baseline']['type_accuracy']:.3f})")
+    cold = evaluate(HAIKOU, TAIDI, settings=settings, embedder=emb) if TAIDI.exists() else None
+
+    def mean(side: str, key: str, runs: list[dict]) -> str:
+        vals = [r[side].get(key) for r in runs if r[side].get(key) is not None]
+        return f"{np.mean(vals):.3f}" if vals else "-"
+
+    table = Table(title=f"bench/triage.py — Haikou {args.folds}-fold CV (n={len(rows)}) and cold start")
+    for col in ("metric", "system (CV)", "baseline (CV)", "system (cold)", "baseline (cold)"):
+        table.add_column(col, justify="right" if col != "metric" else "left")
+    for key in KEYS:
+        table.add_row(key, mean("system", key, folds), mean("baseline", key, folds),
+                      mean("system", key, [cold]) if cold else "-", mean("baseline", key, [cold]) if cold else "-")
+    if not args.skip_latency:
+        p50, p95, avg = latency(args.latency_n)
+        table.add_row("intake+triage latency p50 / p95 ms", f"{p50:.0f} / {p95:.0f}", "", "", "")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
