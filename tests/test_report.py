@@ -1,0 +1,52 @@
+"""The work report: Chinese prose with the real figures of the scripted batch (see test_metrics.py)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from conftest import bj
+from test_metrics import batch  # noqa: F401 - the scripted batch fixture
+
+from triage.report import build_report, cn_period, pct, report_command
+
+
+def test_report_has_the_figures(session, batch):  # noqa: F811
+    text = build_report(session, date(2026, 11, 2), date(2026, 11, 15), as_of=bj(2026, 11, 20, 12))
+    print(text)
+    assert text.startswith("# 12345环境类投诉办理情况报告（2026年11月2日至11月15日）")
+    assert "2026年11月2日至11月15日，共受理12345环境类投诉6件（另有重复件1件已并入原件办理，不重复计数）" in text
+    assert "已办结4件，12345办结率66.7%；其中按期办结3件，按时办结率75%" in text
+    assert "派单5件，承办单位退单1件，退单率20%；申请延期1件。" in text
+    assert "重办1件，重办率20%" in text and "反弹）1件" in text
+    assert "尚有2件已超过办理时限仍未办结" in text
+    assert "**大气污染**：受理3件，占50%；办结2件，办结率66.7%，按时办结率100%；重复件1件；反弹1件。" in text
+    assert "**尚未分类**：受理1件" in text
+    assert "**测试区urban_management**：派至该单位4件，现由其承办3件，已办结2件，办结率66.7%，按时办结率100%；" \
+           "退单1件，退单率25%；超期未办结1件。" in text
+    assert "11月2日至11月8日：受理4件，办结3件（办结率75%），重复件1件。" in text
+    assert re.search(r"2026年11月10日受理的第\d+号投诉：石潭路88号那家烧烤店整改后又开始油烟直排了。"
+                     r"该处同类问题已于2026年11月5日办结（第\d+号，核查结果“属实”），相隔5天再次被投诉，目前已办结。", text)
+    assert "督促测试区ecology_environment提高办理时效，本期其按时办结率为0%。" in text
+    assert "大气污染投诉占比最高（50%）" in text
+    for placeholder in ("xx", "XX", "{{", "}}", "None", "暂无", "nan"):
+        assert placeholder not in text
+    assert "数据截至2026年11月20日12时" in text
+
+
+def test_empty_period_reads_well(session):
+    text = build_report(session, date(2026, 12, 1), date(2026, 12, 31), as_of=bj(2027, 1, 2, 9))
+    assert "共受理12345环境类投诉0件，本期未受理投诉。" in text
+    assert "None" not in text and "暂无" not in text
+
+
+def test_helpers_and_command(settings, batch):  # noqa: F811
+    assert pct(0.66666) == "66.7%" and pct(1.0) == "100%" and pct(0.0) == "0%"
+    assert cn_period(date(2026, 12, 28), date(2027, 1, 3)) == "2026年12月28日至2027年1月3日"
+    text = report_command("2026-11-02", "2026-11-15", settings, as_of=bj(2026, 11, 20, 12))
+    assert "共受理12345环境类投诉6件" in text
+
+
+def test_report_over_http(client, batch):  # noqa: F811
+    r = client.get("/api/report", params={"from": "2026-11-02", "to": "2026-11-15"})
+    assert r.status_code == 200 and "共受理12345环境类投诉6件" in r.text

@@ -1,0 +1,102 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from triage import __version__
+from triage.db import create_all, get_engine, session_factory
+from triage.queue.service import DomainError, retry_pending_triage
+from triage.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _retry_once(app: FastAPI) -> dict[str, int]:
+    from triage.api.deps import get_sla_dep, get_triager, resolve
+
+    triager = resolve(app, get_triager)
+    sla = resolve(app, get_sla_dep)
+    with app.state.session_factory() as session:
+        counts = retry_pending_triage(session, triager, sla=sla)
+    if counts["tried"]:
+        log.info("triage retry: %s", counts)
+    return counts
+
+
+async def _retry_loop(app: FastAPI, interval: float | None) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(_retry_once, app)
+        except Exception:  # noqa: BLE001 - keep the loop alive
+            log.exception("background triage retry failed")
+        if not interval:
+            return
+        await asyncio.sleep(interval)
+
+
+def create_app(settings: Settings | None = None, *, retry_interval: float | None = 300.0,
+               retry_on_startup: bool = True) -> FastAPI:
+    """The web app and API. ``retry_interval``: seconds between background retries of complaints still
+    ``received`` (None/0: only once at startup; ``retry_on_startup=False``: never)."""
+    settings = settings or get_settings()
+    engine = get_engine(settings)
+    create_all(engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_retry_loop(app, retry_interval)) if retry_on_startup else None
+        app.state.retry_task = task
+        try:
+            yield
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    app = FastAPI(title="12345 环境投诉分拣与办理", version=__version__, lifespan=lifespan,
+                  description="受理、分拣、派单、办理、答复、办结与统计。接口约定见 CONTRACT.md。")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory(engine)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content=jsonable_encoder({"detail": exc.message,
+                                                                                   **exc.extra}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+            parts.append(f"{loc}: {err.get('msg', '')}")
+        detail = "请求格式不正确 / invalid request: " + "; ".join(parts)
+        return JSONResponse(status_code=422, content={"detail": detail, "errors": jsonable_encoder(exc.errors())})
+
+    from triage.api.complaints import router as complaints_router
+    from triage.api.metrics import router as metrics_router
+
+    app.include_router(complaints_router)
+    app.include_router(metrics_router)
+    try:
+        from triage.api.knowledge import router as knowledge_router
+    except ImportError:
+        log.info("triage.api.knowledge not available yet; /api/knowledge not mounted")
+    else:
+        app.include_router(knowledge_router)
+
+    @app.get("/api/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app
