@@ -92,9 +92,9 @@ def normalize_law(name: str) -> str:
 
     '《中华人民共和国大气污染防治法》（2018年修正）' → '大气污染防治法'
     """
-    s = re.sub(r"\s+", "", name or "")
-    s = s.strip("《》〈〉<>\"“”")
+    s = re.sub(r"\s+", "", name or "").lstrip("《〈<\"“")
     s = re.sub(r"[（(][^）)]*[）)]$", "", s)  # (2018年修正) / (2022-11-30)
+    s = s.strip("《》〈〉<>\"“”")
     if s.startswith(_PRC):
         s = s[len(_PRC):]
     return s

@@ -44,19 +44,22 @@ ISSUE_LABELS: dict[str, str] = {
 # Words that mark a clause as describing the nuisance itself, by pollution type.
 _TOPIC_WORDS: dict[str, tuple[str, ...]] = {
     "noise": ("噪音", "噪声", "吵", "喧哗", "喇叭", "音响", "施工", "广场舞", "鸣笛", "轰鸣", "扰民", "震", "机器",
-              "麻将", "装修", "KTV", "酒吧", "叫"),
+              "麻将", "装修", "KTV", "酒吧", "叫", "响", "声"),
     "air": ("油烟", "烟", "臭", "味", "气味", "废气", "粉尘", "扬尘", "灰尘", "焚烧", "烧", "排放", "尾气", "喷漆",
             "刺鼻", "呛"),
     "water": ("污水", "废水", "排放", "偷排", "排污", "黑臭", "水质", "河", "水源", "外溢", "管道", "下水道"),
-    "solid_waste": ("垃圾", "渣土", "堆放", "倾倒", "清运", "废物", "固废", "乱倒", "乱堆"),
+    "solid_waste": ("垃圾", "渣土", "堆放", "倾倒", "清运", "废物", "固废", "乱倒", "乱堆", "倒", "废渣", "泥土",
+                    "碎石", "砂石", "丢", "扔", "脏"),
     "soil": ("土壤", "污染", "农田", "重金属"),
     "radiation": ("辐射", "基站", "高压线", "变电站", "电磁"),
-    "ecology": ("采砂", "砍伐", "毁林", "填", "湿地", "挖", "破坏", "捕", "开采", "山体"),
+    "ecology": ("采砂", "挖沙", "砍伐", "砍树", "毁林", "填", "湿地", "挖", "破坏", "捕", "电鱼", "炸鱼", "毒鱼", "猎",
+                "鸟", "野生", "开采", "采石", "山体", "植被"),
 }
 _GENERIC_WORDS = ("污染", "扰民", "影响", "严重", "排放", "存在")
 
 _PLACE_SUFFIX = (
     "小区|花园|广场|公园|大道|路口|路|街道|大街|街|巷|弄|村委会|村|社区|大厦|商场|市场|工地|学校|中学|小学|幼儿园|医院|"
+    "港|海峡|海滩|海域|江|溪|水渠|山|岭|商城|新城|广场|中心|"
     "酒店|公寓|宾馆|工厂|厂|公司|宿舍|苑|湾|庭|园|桥|河|湖|水库|镇|乡|楼盘|商业街|大院|码头|车站|加油站|菜场"
 )
 # Greedy over characters that occur in place names; function words end a place.
@@ -68,8 +71,8 @@ _PLACE_LEAD = re.compile(r"^.*?(?:反映|投诉|举报|来电|称|表示|居住�
 _TIME_RE = re.compile(
     r"(每天|每晚|每日|天天|经常|长期|近期|最近|近日|连续\w{0,3}天|周末|节假日)?"
     r"((?:早上|上午|中午|下午|傍晚|晚上|夜间|夜里|深夜|半夜|凌晨)"
-    r"(?:\s*\d{1,2}\s*(?:[:：]\s*\d{2}|点半?|时)(?:\s*(?:多|左右|以后|后|之后))?"
-    r"(?:\s*(?:到|至|-|—|~)\s*(?:次日|凌晨|早上)?\s*\d{1,2}\s*(?:[:：]\s*\d{2}|点半?|时))?)?)"
+    r"(?:\s*(?:\d{1,2}|[一二三四五六七八九十两]{1,3})\s*(?:[:：]\s*\d{2}|点钟|点半?|时)(?:\s*(?:多|左右|以后|后|之后))?"
+    r"(?:\s*(?:到|至|-|—|~)\s*(?:次日|凌晨|早上)?\s*(?:\d{1,2}|[一二三四五六七八九十两]{1,3})\s*(?:[:：]\s*\d{2}|点钟|点半?|时))?)?)"
 )
 _FREQUENCY = ("每天", "每晚", "每日", "天天", "经常", "长期", "近期", "最近", "近日", "周末", "节假日")
 _DEMAND_RE = re.compile(r"(希望|请求|要求|恳请|恳求|请|望|盼|建议)")
@@ -163,7 +166,7 @@ def summarize(text: str, *, subtype: str | None = None, pollution_type: str | No
     for i, c in enumerate(clauses):
         if _DEMAND_RE.match(c) or len(c) < 4:
             continue
-        score = sum(2 for w in topic if w in c) + sum(1 for w in _GENERIC_WORDS if w in c)
+        score = sum(2 for w in topic if w in c) + sum(1 for w in _GENERIC_WORDS if w in c) + (0.5 if len(c) >= 10 else 0)
         if score:
             scored.append((score, -i, c))
     scored.sort(reverse=True)
@@ -176,6 +179,12 @@ def summarize(text: str, *, subtype: str | None = None, pollution_type: str | No
         c = _trim(c, 40)
         if len(c) >= 4 and c not in details:
             details.append(c)
+
+    if not details:  # nothing matched the topic words: the first descriptive clause, shortened
+        for c in clauses:
+            if len(c) >= 8 and not _DEMAND_RE.match(c) and not re.search(r"来电|反映|投诉|谢谢", c) and c != place:
+                details.append(_trim(second_person(c), 40))
+                break
 
     demand = _find_demand(clauses)
     return ComplaintSummary(issue=issue, place=place, when=when, details=details, demand=demand)
