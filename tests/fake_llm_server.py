@@ -5,6 +5,8 @@ Modes (``server.mode = ...``, changeable between requests):
   structured  200 with JSON text built from the request's response_format json_schema (``server.structured``
               dict, or a callable(request_json) -> dict), as an OpenAI server with structured outputs answers
   slow        sleeps ``server.delay`` seconds, then answers like ``normal`` (for timeouts)
+  trickle     sends the headers at once, then the body one byte at a time spread over ``server.delay``
+              seconds: each read is quick, so a per-read client timeout never fires
   error500    HTTP 500 with an OpenAI-style error body
   malformed   HTTP 200 whose body is not JSON at all
   empty       200 with an empty message content
@@ -113,6 +115,21 @@ class FakeLLMServer:
         if mode == "slow":
             time.sleep(self.delay)
             handler._send(200, self.completion(self._content(body)))
+        elif mode == "trickle":
+            data = json.dumps(self.completion(self._content(body)), ensure_ascii=False).encode("utf-8")
+            try:
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(data)))
+                handler.end_headers()
+                handler.wfile.flush()
+                step = self.delay / max(1, len(data))
+                for i in range(len(data)):
+                    handler.wfile.write(data[i : i + 1])
+                    handler.wfile.flush()
+                    time.sleep(step)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
         elif mode == "error500":
             handler._send(500, {"error": {"message": "internal error (fake)", "type": "server_error"}})
         elif mode == "malformed":

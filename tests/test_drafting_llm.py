@@ -37,6 +37,13 @@ def make_settings(server: FakeLLMServer, **kw) -> Settings:
                     llm_timeout=kw.pop("timeout", TIMEOUT), llm_max_retries=kw.pop("retries", RETRIES), **kw)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_imports():
+    """Import the client stack once so the time bounds below measure waiting on the server, not imports."""
+    import langchain_openai  # noqa: F401
+    import openai  # noqa: F401
+
+
 @pytest.fixture(scope="module")
 def articles():
     return real_articles((CODE, 572), (CODE, 1185))
@@ -155,6 +162,17 @@ def test_json_in_code_fence_is_accepted(retriever):
     assert draft.generator == "llm:fake-qwen"
     # the model listed no citations, but the text cites 572, which was retrieved: it is kept
     assert [(c.law, c.article) for c in draft.citations] == [(CODE, "第五百七十二条")]
+
+
+def test_trickling_server_cannot_hold_the_caller(retriever):
+    """A server that keeps sending a byte now and then defeats per-read timeouts; our deadline still holds."""
+    content = llm_json(GOOD_TEXT, [])
+    with FakeLLMServer("trickle", content=content, delay=TIMEOUT * 8) as srv:
+        t0 = time.monotonic()
+        draft = draft_reply(request(), settings=make_settings(srv), retriever=retriever, examples=[])
+        elapsed = time.monotonic() - t0
+    assert elapsed < BOUND, f"{elapsed:.2f}s > {BOUND:.2f}s"
+    assert draft.generator == "template" and "超时" in draft.notice
 
 
 def test_unreachable_endpoint_falls_back_quickly(retriever):

@@ -65,7 +65,7 @@ _PLACE_SUFFIX = (
 # Greedy over characters that occur in place names; function words end a place.
 _NOT_PLACE = "的有在是说到把被让给了着过都就也还又很太我你他她其们从向对往为因由将与及等能请"
 _PLACE_RE = re.compile(
-    rf"[^\s{_NOT_PLACE}，。！？；,.!?;：:、（）()“”\"'【】\[\]]{{2,40}}(?:{_PLACE_SUFFIX})"
+    rf"[^\s{_NOT_PLACE}，。！？；,.!?;：:、（）()“”\"'【】\[\]]{{2,40}}(?:{_PLACE_SUFFIX})(?![民委])"
     rf"(?:[A-Za-z0-9一二三四五六七八九十]+(?:栋|号楼|号|期|单元))?")
 _PLACE_LEAD = re.compile(r"^.*?(?:反映|投诉|举报|来电|称|表示|居住在|住在|位于|家住|在|于|是|的)(?=[\u4e00-\u9fa5A-Za-z0-9])")
 _TIME_RE = re.compile(
@@ -156,6 +156,7 @@ def summarize(text: str, *, subtype: str | None = None, pollution_type: str | No
     ptype = pollution_type or (subtype.split(".")[0] if subtype else None)
     issue = ISSUE_LABELS.get(subtype or "") or ISSUE_LABELS.get(ptype or "") or "环境"
     text = (text or "").replace("[电话]", "")
+    text = re.sub(r"(?:https?://|www\.)\S+|\S*\.(?:com|cn|net|html?)\S*", "", text)  # links and their debris
     clauses = [c for c in (_strip_lead(c) for c in _clauses(text)) if c]
 
     place = _trim(address, 30) if address else _find_place(clauses)
@@ -200,7 +201,8 @@ def _find_place(clauses: list[str]) -> str | None:
         lead = _PLACE_LEAD.match(place)
         if lead and len(place) - lead.end() >= 3:
             place = place[lead.end():]
-        place = re.sub(r"^(?:其|我|您|本人|我们|请求|希望|呼吁|要求|关于|反映|投诉|咨询|坚决反对|反对|举报|禁止|关闭)+", "", place)
+        place = re.sub(r"^(?:其|我|您|本人|我们|请求|求|希望|呼吁|要求|关于|反映|投诉|咨询|坚决反对|反对|举报|禁止|关闭|"
+                       r"解决|处理|整治|再次)+", "", place)
         if len(place) >= 3:
             return _trim(place, 30)
     return None

@@ -189,8 +189,9 @@ def select_basis(articles: list[dict], *, subtype: str | None, on: date, limit: 
             picked.append(BasisItem(law=a["law"], article_no=entry.article_no, gist=entry.gist))
     if picked:
         return picked[:limit]
-    # 2. the retriever's best, summarised from their text
-    for a in usable[:limit]:
+    # 2. the retriever's best that are plainly about this kind of pollution, summarised from their text
+    ptype = (subtype or "").split(".")[0]
+    for a in [a for a in usable if _about(a.get("text", ""), ptype)][:limit]:
         no = article_no(a.get("article", a.get("article_no")))
         gist = gist_for(a["law"], no) or auto_gist(a.get("text", ""))
         if gist:
@@ -199,6 +200,24 @@ def select_basis(articles: list[dict], *, subtype: str | None, on: date, limit: 
         return picked
     # 3. nothing retrieved (no knowledge base): our digest, which tests check against the statutes
     return [BasisItem(law=e.law, article_no=e.article_no, gist=e.gist) for e in curated[:limit]]
+
+
+# Words an article must contain to be cited for a pollution type when our digest has nothing on it: a search
+# hit that is merely "about the environment" is worse than no article at all.
+_TYPE_WORDS = {
+    "noise": ("噪声",),
+    "air": ("大气", "废气", "烟", "尘", "恶臭", "异味", "挥发性有机物", "焚烧"),
+    "water": ("水污染", "水体", "污水", "废水", "排污口", "饮用水"),
+    "solid_waste": ("固体废物", "垃圾", "废物"),
+    "soil": ("土壤",),
+    "radiation": ("辐射", "放射"),
+    "ecology": ("生态", "湿地", "森林", "林地", "草原", "野生", "渔业", "采砂", "矿"),
+}
+
+
+def _about(text: str, ptype: str) -> bool:
+    words = _TYPE_WORDS.get(ptype)
+    return True if not words else any(w in (text or "") for w in words)
 
 
 @lru_cache(maxsize=1)
