@@ -7,6 +7,13 @@ false alarms). Usage: python bench/calibrate_duplicates.py [CSV]
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, bench/ comes first on sys.path, and bench/triage.py would shadow the triage package.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 import csv
 import sys
 from collections import defaultdict
@@ -67,6 +74,29 @@ def main(path: Path) -> None:
     print("lowest labelled scores (text, place):", sorted(lab_scores, key=lambda x: (x[0], x[1] or -1))[:8])
     for ts, ps, a, b in sorted(false_alarms, key=lambda x: (x[0], x[1] or -1), reverse=True)[:60]:
         print(f"{ts:5.1f} {ps if ps is None else round(ps, 1)!s:>5} | {a} | {b}")
+
+    # Relapse rule on pairs that are not labelled repeats: how many environmental pairs would count as
+    # "same place, same problem" if one had been closed shortly before the other (the file has no dates).
+    rel = []
+    for ty, idx in by_type.items():
+        if ty == "not_environmental":
+            continue
+        for a_i, a in enumerate(idx):
+            for b in idx[a_i + 1:]:
+                if (a, b) in labelled:
+                    continue
+                ra, rb = rows[a], rows[b]
+                ps = d.place_similarity(None, ra["text"], None, rb["text"])
+                if ps is None or ps < d.RELAPSE_PLACE_MIN:
+                    continue
+                ts = d.text_similarity(ra["text"], rb["text"])
+                if d.is_relapse(ts, ps, same_problem=d.same_problem(ty, ra["subtype"], ty, rb["subtype"])):
+                    rel.append((ps, ts, ra["text"][:60], rb["text"][:60]))
+    n_env = sum(len(v) for k, v in by_type.items() if k != "not_environmental")
+    print(f"\nrelapse-rule pairs among {n_env} environmental orders (unlabelled): {len(rel)}")
+    rng = __import__("random").Random(0)
+    for ps, ts, a, b in rng.sample(rel, min(30, len(rel))):
+        print(f"{ps:5.1f} {ts:5.1f} | {a} | {b}")
 
 
 if __name__ == "__main__":

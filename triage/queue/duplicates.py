@@ -32,6 +32,7 @@ RELAPSE_PLACE_MIN = 85.0  # a relapse is only about the same place; the wording 
 RELAPSE_TEXT_MIN = 55.0  # … and about the same kind of problem (or the same pollution type)
 DUPLICATE_WINDOW = timedelta(days=7)
 RELAPSE_WINDOW = timedelta(days=90)
+NOT_ENV = "not_environmental"
 
 _LEAD = re.compile(
     r"^\s*(?:[0-9]{4}[-/年][0-9]{1,2}[-/月][0-9]{1,2}日?\s*[0-9:：]*\s*)?"
@@ -44,11 +45,12 @@ _PUNCT = re.compile(r"[\s，。、；：！？,.;:!?()（）【】\[\]“”\"'�
 _PLACE = re.compile(
     r"[\u4e00-\u9fa5A-Za-z0-9]{2,14}?(?:路|街|大道|巷|弄|里|村|镇|乡|社区|小区|花园|公寓|大厦|广场|市场|苑|庭|府|城|园|湾|"
     r"酒店|宾馆|学校|医院|工业区|工业园|开发区|新村|家园|中心|大楼|商场|农贸市场|码头|公园)"
-    r"(?:[0-9一二三四五六七八九十零〇]+(?:号|栋|幢|座|巷|弄|期|楼))*")
+    r"(?:[0-9一二三四五六七八九十零〇\-]+(?:号|栋|幢|座|巷|弄|期|楼|路))*")
 _STOP = {"的", "了", "在", "和", "与", "及", "是", "有", "都", "也", "很", "就", "被", "对", "将", "等", "到", "从",
          "我", "我们", "他们", "其", "该", "这", "那", "一个", "进行", "存在", "问题", "情况", "现象", "严重", "影响"}
 
 
+@lru_cache(maxsize=8192)
 def normalize(text: str | None) -> str:
     """The complaint without boilerplate, masks, punctuation and spaces; lower-cased."""
     if not text:
@@ -78,36 +80,53 @@ def text_similarity(a: str, b: str) -> float:
     return float(max(char, tok))
 
 
-def places(text: str | None) -> list[str]:
-    """Place names mentioned in a complaint (roads, compounds, buildings, villages…), longest first."""
+_PLACE_TEXT = re.compile(r"[\s，。、；：！？,.;:!?()（）【】\[\]“”\"'‘’《》<>—_/\\|~·…]+")
+_LEADING_WORDS = re.compile(r"^.*[在到于住往近]")  # "其到南海大道172-7号" → "南海大道172-7号"
+_NOT_A_PLACE = re.compile(r"有人|正在|跳广场|播放|进行|产生|多次|每天|经常|希望|部门|反映")  # "有人跳广场(舞)"…
+_ADMIN_PREFIX = re.compile(r"^(?:[\u4e00-\u9fa5]{1,5}?(?:省|市|区|县))+")
+# Areas too large to mean "the same place": a road without a number, a town, a sub-district, a community.
+_WEAK_END = re.compile(r"(?:路|街|大道|巷|弄|镇|乡|社区|开发区|工业区|工业园|城|中心)$")
+
+
+@lru_cache(maxsize=8192)
+def places(text: str | None) -> tuple[str, ...]:
+    """Specific places a complaint names (compounds, buildings, villages, road + number…), longest first.
+
+    Roads without a number, towns and districts are left out: two complaints on the same long road are not
+    "the same place".
+    """
     if not text:
-        return []
+        return ()
     t = _MASK.sub("", text)
     t = _LEAD.sub("", t, count=1)
-    found = {m.group(0) for m in _PLACE.finditer(_PUNCT.sub(" ", t))}
-    return sorted(found, key=len, reverse=True)
+    found = set()
+    for m in _PLACE.finditer(_PLACE_TEXT.sub(" ", t)):
+        seg = _ADMIN_PREFIX.sub("", _LEADING_WORDS.sub("", m.group(0)))
+        if len(seg) < 3 or _WEAK_END.search(seg) or _NOT_A_PLACE.search(seg):
+            continue
+        found.add(seg.lower())
+    return tuple(sorted(found, key=len, reverse=True))
 
 
-def _norm_addr(s: str) -> str:
-    return _PUNCT.sub("", s).lower()
+_NUMBER = re.compile(r"\d+")
+
+
+def _segment_score(x: str, y: str) -> float:
+    nx, ny = _NUMBER.findall(x), _NUMBER.findall(y)
+    if nx and ny and nx != ny:  # 中山北路2号 ≠ 中山北路12号
+        return 0.0
+    if x in y or y in x:  # "吾悦广场" / "新城吾悦广场"
+        return 100.0
+    return float(fuzz.ratio(x, y))
 
 
 def place_similarity(addr_a: str | None, text_a: str | None, addr_b: str | None, text_b: str | None) -> float | None:
-    """0–100, or None when at least one side names no place at all."""
-    if addr_a and addr_b:
-        return float(fuzz.partial_ratio(_norm_addr(addr_a), _norm_addr(addr_b)))
-    pa = [addr_a] if addr_a else places(text_a)
-    pb = [addr_b] if addr_b else places(text_b)
+    """0–100 over the specific places of each side (its address and its text); None when a side names none."""
+    pa = places(addr_a) + places(text_a) if addr_a else places(text_a)
+    pb = places(addr_b) + places(text_b) if addr_b else places(text_b)
     if not pa or not pb:
         return None
-    best = 0.0
-    for x in pa[:6]:
-        for y in pb[:6]:
-            nx, ny = _norm_addr(x), _norm_addr(y)
-            if min(len(nx), len(ny)) < 3:  # "龙华区" alone says nothing
-                continue
-            best = max(best, float(fuzz.partial_ratio(nx, ny)))
-    return best
+    return max(_segment_score(x, y) for x in pa[:8] for y in pb[:8])
 
 
 @dataclass(frozen=True)
@@ -127,17 +146,31 @@ def is_duplicate(text_score: float, place_score: float | None) -> bool:
     return text_score >= DUP_TEXT_MIN and place_score >= PLACE_MIN
 
 
-def is_relapse(text_score: float, place_score: float | None, same_type: bool) -> bool:
+def is_relapse(text_score: float, place_score: float | None, same_problem: bool) -> bool:
     if place_score is None or place_score < RELAPSE_PLACE_MIN:
         return text_score >= DUP_TEXT_MIN_NO_PLACE  # verbatim again, place or not
-    return same_type or text_score >= RELAPSE_TEXT_MIN
+    return same_problem or text_score >= RELAPSE_TEXT_MIN
+
+
+def same_problem(type_a: str | None, subtype_a: str | None, type_b: str | None, subtype_b: str | None) -> bool:
+    """Same subtype where both are specific; else the same pollution type. Non-environmental never relapses."""
+    if not type_a or type_a != type_b or type_a == NOT_ENV:
+        return False
+    specific = [s for s in (subtype_a, subtype_b) if s and not s.endswith(".other")]
+    if len(specific) == 2:
+        return subtype_a == subtype_b
+    return True
+
+
+def _labels(c) -> tuple[str | None, str | None]:
+    if c.pollution_type:
+        return c.pollution_type, c.subtype
+    s = c.suggestion
+    return (s.pollution_type, s.subtype) if s is not None else (None, None)
 
 
 def _type_of(c) -> str | None:
-    if c.pollution_type:
-        return c.pollution_type
-    s = c.suggestion
-    return s.pollution_type if s is not None else None
+    return _labels(c)[0]
 
 
 def find_duplicate(session: Session, complaint, *, window: timedelta = DUPLICATE_WINDOW) -> Match | None:
@@ -186,14 +219,20 @@ def find_relapse(session: Session, complaint, *, window: timedelta = RELAPSE_WIN
         ).order_by(Complaint.closed_at.desc()).limit(5000)
     ).all()
     best: Match | None = None
-    mine = _type_of(complaint)
+    mine, my_sub = _labels(complaint)
+    if mine == NOT_ENV:
+        return None
     for other in rows:
-        theirs = _type_of(other)
-        if mine and theirs and mine != theirs:
+        theirs, their_sub = _labels(other)
+        if theirs == NOT_ENV or (mine and theirs and mine != theirs):
             continue
         ps = place_similarity(complaint.address, complaint.text, other.address, other.text)
+        if ps is None or ps < RELAPSE_PLACE_MIN:
+            # only a near-verbatim repeat can make it without a matching place
+            if fuzz.ratio(normalize(complaint.text), normalize(other.text)) < DUP_TEXT_MIN_NO_PLACE - 10:
+                continue
         ts = text_similarity(complaint.text, other.text)
-        if is_relapse(ts, ps, same_type=bool(mine and theirs and mine == theirs)):
+        if is_relapse(ts, ps, same_problem=same_problem(mine, my_sub, theirs, their_sub)):
             m = Match(other.id, ts, ps)
             if best is None or m.score > best.score:
                 best = m
