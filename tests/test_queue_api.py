@@ -138,6 +138,14 @@ def test_relapse_listed(client, clock):
     assert [(r["id"], r["relapse_of"], r["days_since_close"], r["relapse_of_result"]) for r in rel] == [
         (again["id"], first, 22, "属实")]
     assert client.get("/api/relapses", params={"from": "2026-10-01", "to": "2026-10-31"}).json() == []
+    # The first case is reopened and closed again later: the relapse still refers to the closure it followed.
+    clock.now = bj(2026, 11, 4, 9)
+    post(client, f"/api/complaints/{first}/reopen", {"reason": "油烟依旧"})
+    clock.now = bj(2026, 11, 6, 9)
+    post(client, f"/api/complaints/{first}/close", {"reply": "再次整改。", "result": "部分属实"})
+    rel = client.get("/api/relapses", params={"from": "2026-11-01", "to": "2026-11-30"}).json()
+    assert (rel[0]["days_since_close"], rel[0]["relapse_of_result"]) == (22, "属实")
+    assert local_date(rel[0]["relapse_of_closed_at"]) == "2026-10-12"
     assert client.get("/api/relapses", params={"from": "2026-13-01"}).status_code == 422
 
 

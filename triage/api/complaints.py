@@ -170,7 +170,7 @@ def relapses(date_from: str | None = Query(default=None, alias="from", descripti
     end_day = parse_day(date_to, "to") or local_date(now)
     start_day = parse_day(date_from, "from") or end_day - timedelta(days=89)
     start, end = period_bounds(start_day, end_day)
-    return [relapse_item(c, prev) for c, prev in service.list_relapses(session, start=start, end=end)]
+    return [relapse_item(r) for r in service.list_relapses(session, start=start, end=end)]
 
 
 @router.post("/triage/retry", summary="重试未分拣的投诉")

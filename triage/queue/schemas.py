@@ -293,14 +293,13 @@ def queue_item(entry) -> QueueItem:
         triage_error=c.triage_error)
 
 
-def relapse_item(c: Complaint, prev: Complaint) -> RelapseItem:
-    days = None
-    if prev.closed_at is not None:
-        days = (c.received_at - prev.closed_at).days
+def relapse_item(r) -> RelapseItem:
+    c = r.complaint
+    days = (c.received_at - r.previous_closed_at).days if r.previous_closed_at is not None else None
     return RelapseItem(id=c.id, received_at=c.received_at, text=c.text, address=c.address,
                        pollution_type=c.pollution_type or (c.suggestion.pollution_type if c.suggestion else None),
-                       relapse_of=prev.id, relapse_of_closed_at=prev.closed_at, relapse_of_result=prev.result,
-                       days_since_close=days, score=c.relapse_score)
+                       relapse_of=r.previous.id, relapse_of_closed_at=r.previous_closed_at,
+                       relapse_of_result=r.previous_result, days_since_close=days, score=c.relapse_score)
 
 
 def parse_day(value: str | None, name: str) -> date | None:

@@ -450,9 +450,12 @@ def detect_links(session: Session, *, complaint_id: int, now: datetime | None = 
                data={"duplicate_of": d.complaint_id, "text_score": d.text_score, "place_score": d.place_score})
     if r is not None and c.relapse_of is None:
         c.relapse_of, c.relapse_score = r.complaint_id, round(r.score, 1)
+        prev = session.get(Complaint, r.complaint_id)
+        # The closure this complaint follows, as it was then (the case may be reopened and closed again later).
         _event(session, c, kind="flag_relapse", actor=SYSTEM, at=at, from_status=c.status, to_status=c.status,
                reason=f"反弹：投诉 {r.complaint_id} 办结后同一地点再次反映",
-               data={"relapse_of": r.complaint_id, "text_score": r.text_score, "place_score": r.place_score})
+               data={"relapse_of": r.complaint_id, "text_score": r.text_score, "place_score": r.place_score,
+                     "closed_at": prev.closed_at if prev else None, "result": prev.result if prev else None})
     _flush(session)
     session.commit()
     return c.duplicate_of, c.relapse_of
@@ -899,14 +902,34 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
     return entries[:limit]
 
 
-def list_relapses(session: Session, *, start: datetime, end: datetime) -> list[tuple[Complaint, Complaint]]:
-    """(complaint, the closed case it relapses) for complaints received in [start, end)."""
+@dataclass
+class Relapse:
+    complaint: Complaint
+    previous: Complaint
+    previous_closed_at: datetime | None  # the closure the complaint came back after
+    previous_result: str | None
+
+
+def relapse_basis(session: Session, c: Complaint) -> Relapse | None:
+    """The closed case ``c`` relapses, with that case's closure as it stood when ``c`` was flagged."""
+    if c.relapse_of is None:
+        return None
+    prev = session.get(Complaint, c.relapse_of)
+    if prev is None:
+        return None
+    ev = session.scalars(select(Event).where(Event.complaint_id == c.id, Event.kind == "flag_relapse")
+                         .order_by(Event.id.desc()).limit(1)).first()
+    closed_at, result = prev.closed_at or prev.first_closed_at, prev.result
+    if ev is not None and ev.data.get("closed_at"):
+        closed_at = datetime.fromisoformat(ev.data["closed_at"])
+        result = ev.data.get("result")
+    return Relapse(c, prev, closed_at, result)
+
+
+def list_relapses(session: Session, *, start: datetime, end: datetime) -> list[Relapse]:
+    """Relapses among complaints received in [start, end), oldest first."""
     rows = session.scalars(select(Complaint).where(Complaint.relapse_of.is_not(None),
+                                                   Complaint.merged_into.is_(None),
                                                    Complaint.received_at >= start, Complaint.received_at < end)
                            .order_by(Complaint.received_at, Complaint.id)).all()
-    out = []
-    for c in rows:
-        prev = session.get(Complaint, c.relapse_of)
-        if prev is not None:
-            out.append((c, prev))
-    return out
+    return [r for r in (relapse_basis(session, c) for c in rows) if r is not None]
