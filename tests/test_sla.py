@@ -103,7 +103,7 @@ def test_override_rejects_dates_of_another_year(tmp_path):
         load_calendar_overrides(p)
 
 
-def test_rules_night_noise_urgent_and_not_environmental():
+def test_rules_night_noise_urgent_and_drinking_water():
     sla = get_sla(KNOWLEDGE)
     start = bj(2026, 11, 2, 9)  # Monday
     night = sla.compute(start, pollution_type="noise", subtype="noise.construction", occurred_at=bj(2026, 11, 1, 23))
@@ -114,8 +114,7 @@ def test_rules_night_noise_urgent_and_not_environmental():
     assert day.rule == "urgency:normal" and local(day.due).date() == date(2026, 11, 9)
     urgent = sla.compute(start, urgency="urgent", pollution_type="noise", occurred_at=bj(2026, 11, 1, 23))
     assert urgent.close_working_days == 1  # the shorter of urgent (1) and night noise (2)
-    notenv = sla.compute(start, pollution_type="not_environmental")
-    assert notenv.close_working_days == 1
+    assert sla.compute(start, pollution_type="water", subtype="water.drinking_source").close_working_days == 2
     assert sla.policy.urgency_of("河里大量死鱼，疑似偷排") == "urgent"
     assert sla.policy.urgency_of("楼下烧烤油烟大") == "normal"
 
