@@ -22,12 +22,13 @@ def test_report_has_the_figures(session, batch):  # noqa: F811
     assert "尚有2件已超过办理时限仍未办结" in text
     assert "**大气污染**：受理3件，占50%；办结2件，办结率66.7%，按时办结率100%；重复件1件；反弹1件。" in text
     assert "**尚未分类**：受理1件" in text
+    assert text.index("**水污染**") < text.index("**尚未分类**")  # environmental types first
     assert "**测试区urban_management**：派至该单位4件，现由其承办3件，已办结2件，办结率66.7%，按时办结率100%；" \
            "退单1件，退单率25%；超期未办结1件。" in text
     assert "11月2日至11月8日：受理4件，办结3件（办结率75%），重复件1件。" in text
     assert re.search(r"2026年11月10日受理的第\d+号投诉：石潭路88号那家烧烤店整改后又开始油烟直排了。"
                      r"该处同类问题已于2026年11月5日办结（第\d+号，核查结果“属实”），相隔5天再次被投诉，目前已办结。", text)
-    assert "督促测试区ecology_environment提高办理时效，本期其按时办结率为0%。" in text
+    assert "督促测试区ecology_environment提高办理时效，本期其逾期办结1件，按时办结率为0%。" in text
     assert "大气污染投诉占比最高（50%）" in text
     for placeholder in ("xx", "XX", "{{", "}}", "None", "暂无", "nan"):
         assert placeholder not in text
@@ -50,3 +51,11 @@ def test_helpers_and_command(settings, batch):  # noqa: F811
 def test_report_over_http(client, batch):  # noqa: F811
     r = client.get("/api/report", params={"from": "2026-11-02", "to": "2026-11-15"})
     assert r.status_code == 200 and "共受理12345环境类投诉6件" in r.text
+
+
+def test_many_units_are_summarised(session, batch):  # noqa: F811
+    from triage.report import build_context
+
+    ctx = build_context(session, date(2026, 11, 2), date(2026, 11, 15), as_of=bj(2026, 11, 20, 12), max_units=1)
+    assert [u["unit_type"] for u in ctx["units"]] == ["urban_management"]
+    assert ctx["other_units"] == {"n": 2, "assigned": 2, "handled": 2, "closed": 2, "closure_rate": 1.0}

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from triage.metrics import UNCLASSIFIED, compute_metrics, period_bounds
 from triage.queue.models import Complaint, Status
+from triage.queue.service import list_relapses
 from triage.queue.sla import TZ
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -98,6 +99,7 @@ def _local_day(dt: datetime) -> date:
 def _next_steps(m: dict[str, Any], types: list[dict[str, Any]], units: list[dict[str, Any]],
                 names: dict[str, str]) -> list[str]:
     steps: list[str] = []
+    min_closed = 1 if m["closed"] < 30 else 5
     if m["overdue_open"]:
         worst = max(units, key=lambda u: u["overdue_open"], default=None)
         tail = (f"，其中{worst['unit_name']}{worst['overdue_open']}件" if worst and worst["overdue_open"] else "")
@@ -107,11 +109,13 @@ def _next_steps(m: dict[str, Any], types: list[dict[str, Any]], units: list[dict
         u = returned_units[0]
         steps.append(f"会同{u['unit_name']}等单位分析退单原因（本期该单位退单{u['returned']}件），厘清职责边界，"
                      f"减少工单来回流转。")
-    slow = sorted((u for u in units if u["closed"] and u["on_time_rate"] is not None and u["on_time_rate"] < 0.9),
-                  key=lambda u: (u["on_time_rate"], u["unit_name"]))
+    # The unit with the most closures past the deadline (among units with a few closures and < 90 % on time).
+    slow = sorted((u for u in units if u["closed"] >= min_closed and u["on_time_rate"] is not None
+                   and u["on_time_rate"] < 0.9), key=lambda u: (-(u["closed"] - u["on_time"]), u["unit_name"]))
     if slow:
         u = slow[0]
-        steps.append(f"督促{u['unit_name']}提高办理时效，本期其按时办结率为{pct(u['on_time_rate'])}。")
+        steps.append(f"督促{u['unit_name']}提高办理时效，本期其逾期办结{u['closed'] - u['on_time']}件，"
+                     f"按时办结率为{pct(u['on_time_rate'])}。")
     if m["relapses"]:
         rel = sorted((t for t in types if t["relapses"]), key=lambda t: -t["relapses"])
         what = "、".join(t["name"] for t in rel[:2]) or "相关"
@@ -129,7 +133,8 @@ def _next_steps(m: dict[str, Any], types: list[dict[str, Any]], units: list[dict
 
 
 def build_context(session: Session, date_from: date, date_to: date, *, as_of: datetime | None = None,
-                  title: str | None = None, scope: str = "") -> dict[str, Any]:
+                  title: str | None = None, scope: str = "", max_units: int = 10,
+                  max_relapses: int = 20) -> dict[str, Any]:
     as_of = as_of or datetime.now(UTC)
     m = compute_metrics(session, date_from, date_to, as_of=as_of)
     names = _type_names()
@@ -137,7 +142,9 @@ def build_context(session: Session, date_from: date, date_to: date, *, as_of: da
     cohort = session.scalars(select(Complaint).where(Complaint.received_at >= start, Complaint.received_at < end,
                                                      Complaint.merged_into.is_(None))).all()
     types = []
-    for t in m["by_type"]:
+    # Environmental types first (largest first), then non-environmental, then unclassified.
+    order = {"not_environmental": 1, UNCLASSIFIED: 2}
+    for t in sorted(m["by_type"], key=lambda t: (order.get(t["pollution_type"], 0), -t["received"])):
         if not t["received"]:
             continue
         types.append({**t, "code": t["pollution_type"], "name": names.get(t["pollution_type"], t["pollution_type"]),
@@ -148,35 +155,41 @@ def build_context(session: Session, date_from: date, date_to: date, *, as_of: da
         if st and not st.endswith(".other") and not st.startswith("not_environmental"):
             sub_counts[st] += 1
     top_subtypes = [{"name": names.get(code, code), "count": n} for code, n in sub_counts.most_common(3) if n > 1]
-    units = [u for u in m["by_unit"]]
+    units = m["by_unit"][:max_units]
+    rest = m["by_unit"][max_units:]
+    others = None
+    if rest:
+        handled, closed = sum(u["handled"] for u in rest), sum(u["closed"] for u in rest)
+        others = {"n": len(rest), "assigned": sum(u["assigned"] for u in rest), "handled": handled,
+                  "closed": closed, "closure_rate": closed / handled if handled else None}
     weeks = []
     for w in m["by_week"]:
         a, b = date.fromisoformat(w["week_start"]), date.fromisoformat(w["week_end"])
         weeks.append({**w, "label": cn_period(a, b).split("年", 1)[1] if a.year == b.year else cn_period(a, b)})
-    relapses = []
-    rows = session.scalars(select(Complaint).where(Complaint.relapse_of.is_not(None), Complaint.received_at >= start,
-                                                   Complaint.received_at < end, Complaint.merged_into.is_(None))
-                           .order_by(Complaint.received_at, Complaint.id)).all()
-    for c in rows:
-        prev = session.get(Complaint, c.relapse_of)
-        prev_closed = prev.closed_at or prev.first_closed_at if prev else None
+    relapses: list[dict[str, Any]] = []
+    for r in list_relapses(session, start=start, end=end):
+        c, closed = r.complaint, r.previous_closed_at
+        days = max(0, (_local_day(c.received_at) - _local_day(closed)).days) if closed else None
         relapses.append({
             "id": c.id, "received": cn_date(_local_day(c.received_at)), "text": _gist(c.text),
-            "prev_id": c.relapse_of,
-            "prev_closed": cn_date(_local_day(prev_closed)) if prev_closed else "此前",
-            "prev_result": prev.result if prev else None,
-            "days": max(0, (_local_day(c.received_at) - _local_day(prev_closed)).days) if prev_closed else 0,
+            "prev_id": r.previous.id, "prev_closed": cn_date(_local_day(closed)) if closed else "此前",
+            "prev_result": r.previous_result,
+            "gap": ("当天" if days == 0 else f"相隔{days}天") if days is not None else "此后",
             "status_text": STATUS_TEXT.get(c.status, ""),
         })
+    more_relapses = max(0, len(relapses) - max_relapses)
+    relapses = relapses[:max_relapses]
     local_as_of = as_of.astimezone(TZ)
     period = cn_period(date_from, date_to)
     return {
-        "m": m, "types": types, "top_subtypes": top_subtypes, "units": units, "weeks": weeks,
-        "relapses": relapses, "period": period, "scope": scope,
+        "m": m, "types": types, "top_subtypes": top_subtypes, "units": units, "other_units": others,
+        "weeks": weeks,
+        "relapses": relapses, "more_relapses": more_relapses, "n_relapses": len(relapses) + more_relapses,
+        "period": period, "scope": scope,
         "not_env": next((t["received"] for t in types if t["code"] == "not_environmental"), 0),
         "title": title or f"12345环境类投诉办理情况报告（{period}）",
         "as_of_text": f"{cn_date(local_as_of.date())}{local_as_of.hour}时",
-        "next_steps": _next_steps(m, types, units, names),
+        "next_steps": _next_steps(m, types, m["by_unit"], names),
     }
 
 
