@@ -91,6 +91,20 @@ def test_triager_failure_keeps_complaint_then_retry(session, triager):
     assert service.retry_pending_triage(session, triager)["tried"] == 0
 
 
+def test_background_retry_backs_off(session, triager):
+    triager.fail = True
+    t0 = bj(2026, 11, 2, 9)
+    c = service.intake(session, text=NOISE, triager=triager, now=t0)  # attempt 1 at t0
+    assert service.retry_pending_triage(session, triager, force=False, now=t0 + timedelta(minutes=1))["tried"] == 0
+    assert service.retry_pending_triage(session, triager, force=False, now=t0 + timedelta(minutes=3))["tried"] == 1
+    # attempt 2 at t0+3min: next one not before t0+7min
+    assert service.retry_pending_triage(session, triager, force=False, now=t0 + timedelta(minutes=6))["tried"] == 0
+    assert service.retry_pending_triage(session, triager, force=True, now=t0 + timedelta(minutes=6))["tried"] == 1
+    assert service.retry_backoff(20) == timedelta(hours=6)
+    session.expire_all()
+    assert session.get(Complaint, c.id).triage_attempts == 3
+
+
 def test_invalid_suggestion_is_a_triage_failure(session):
     class Broken:
         def suggest(self, text, *, occurred_at=None, address=None):

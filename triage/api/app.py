@@ -20,24 +20,26 @@ from triage.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-def _retry_once(app: FastAPI) -> dict[str, int]:
+def _retry_once(app: FastAPI, *, force: bool) -> dict[str, int]:
     from triage.api.deps import get_sla_dep, get_triager, resolve
 
     triager = resolve(app, get_triager)
     sla = resolve(app, get_sla_dep)
     with app.state.session_factory() as session:
-        counts = retry_pending_triage(session, triager, sla=sla)
+        counts = retry_pending_triage(session, triager, sla=sla, force=force)
     if counts["tried"]:
         log.info("triage retry: %s", counts)
     return counts
 
 
 async def _retry_loop(app: FastAPI, interval: float | None) -> None:
+    first = True  # at startup every pending complaint is tried (the model may just have been fixed)
     while True:
         try:
-            await asyncio.to_thread(_retry_once, app)
+            await asyncio.to_thread(_retry_once, app, force=first)
         except Exception:  # noqa: BLE001 - keep the loop alive
             log.exception("background triage retry failed")
+        first = False
         if not interval:
             return
         await asyncio.sleep(interval)

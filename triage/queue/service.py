@@ -405,19 +405,35 @@ def triage_one(session: Session, *, complaint_id: int, triager: Triager, now: da
         return TriageOutcome(ok=False, error="concurrent update")
 
 
+RETRY_BACKOFF_CAP = timedelta(hours=6)
+
+
+def retry_backoff(attempts: int) -> timedelta:
+    """Wait before the next automatic try: 2, 4, 8 … minutes after the last one, at most 6 hours."""
+    return min(timedelta(minutes=2 ** min(max(attempts, 1), 12)), RETRY_BACKOFF_CAP)
+
+
 def retry_pending_triage(session: Session, triager: Triager | None, *, limit: int = 200,
-                         max_attempts: int | None = None, now: datetime | None = None,
+                         max_attempts: int | None = None, force: bool = True, now: datetime | None = None,
                          sla: Sla | None = None) -> dict[str, int]:
-    """Triage every complaint still ``received`` (oldest first). Returns counts: tried, triaged, failed."""
+    """Triage every complaint still ``received`` (oldest first). Returns counts: tried, triaged, failed.
+
+    ``force=False`` (the periodic background task) skips complaints whose last failed try is more recent than
+    ``retry_backoff(attempts)``, so a model that stays down does not flood the audit trail.
+    """
     counts = {"tried": 0, "triaged": 0, "failed": 0}
     if triager is None:
         return counts
-    q = select(Complaint.id).where(Complaint.status == Status.received.value, Complaint.merged_into.is_(None))
+    at = _now(now) if now is not None else utcnow()
+    q = select(Complaint.id, Complaint.triage_attempts, Complaint.updated_at).where(
+        Complaint.status == Status.received.value, Complaint.merged_into.is_(None))
     if max_attempts is not None:
         q = q.where(Complaint.triage_attempts < max_attempts)
-    ids = list(session.scalars(q.order_by(Complaint.received_at, Complaint.id).limit(limit)))
+    rows = session.execute(q.order_by(Complaint.received_at, Complaint.id).limit(limit)).all()
     session.commit()
-    for cid in ids:
+    for cid, attempts, last in rows:
+        if not force and attempts and last is not None and at < last + retry_backoff(attempts):
+            continue
         counts["tried"] += 1
         try:
             out = triage_one(session, complaint_id=cid, triager=triager, now=now, sla=sla)
