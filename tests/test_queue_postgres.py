@@ -1,0 +1,115 @@
+"""The queue on PostgreSQL (127.0.0.1:5432, database ``test``, trust auth): row locks, time zones, and the
+API lifecycle and metrics suites re-run against it. Each test gets its own schema; skipped when unreachable."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from conftest import bj
+from sqlalchemy import func, select, text
+
+from triage.settings import Settings
+
+pytestmark = pytest.mark.postgres
+
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _reachable() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", connect_timeout=2):
+            return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+if not _reachable():
+    pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432", allow_module_level=True)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Overrides conftest's SQLite settings: a fresh schema per test, dropped afterwards."""
+    from sqlalchemy import create_engine
+
+    schema = f"queue_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield Settings(data_dir=tmp_path, database_url=f"{PG}?options=-csearch_path%3D{schema}")
+    from triage.db import _engine_for
+
+    _engine_for.cache_clear()  # close pools that point at the schema
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+# The API lifecycle and the metrics batch, on PostgreSQL (same tests, this module's ``settings``).
+from test_metrics import batch, test_metrics_figures  # noqa: E402, F401
+from test_queue_api import (  # noqa: E402, F401
+    test_illegal_transitions_409_and_nothing_changes,
+    test_lifecycle_intake_accept_draft_close,
+    test_merge_duplicates_and_children_close_with_parent,
+    test_relapse_listed,
+)
+
+
+def test_times_come_back_aware_utc(session, triager):
+    from triage.queue import service
+    from triage.queue.models import Complaint
+
+    c = service.intake(session, text="市民来电反映：石潭路88号烧烤店油烟直排。", triager=triager,
+                       now=bj(2026, 11, 2, 9, 30))
+    session.expire_all()
+    c = session.get(Complaint, c.id)
+    assert c.received_at == bj(2026, 11, 2, 9, 30) and c.received_at.utcoffset().total_seconds() == 0
+
+
+def test_for_update_one_assignment_wins(engine, session, triager, monkeypatch):
+    from triage.db import session_factory
+    from triage.queue import service
+    from triage.queue.models import Assignment, Complaint
+
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text="市民来电反映：石潭路88号烧烤店油烟直排。", triager=triager, now=now).id
+    session.close()
+    barrier = threading.Barrier(2)
+    real_lock = service._lock
+
+    def lock_then_wait(s, complaint_id):
+        c = real_lock(s, complaint_id)
+        try:  # the second dispatcher is blocked inside FOR UPDATE, so this times out for the first
+            barrier.wait(timeout=1)
+        except threading.BrokenBarrierError:
+            pass
+        return c
+
+    monkeypatch.setattr(service, "_lock", lock_then_wait)
+    results: dict[str, str] = {}
+    factory = session_factory(engine)
+
+    def worker(name, unit):
+        with factory() as s:
+            try:
+                service.assign(s, complaint_id=cid, actor=name, unit_type=unit, now=now)
+                s.commit()
+                results[name] = "ok"
+            except service.IllegalTransition as exc:
+                s.rollback()
+                results[name] = type(exc).__name__
+
+    threads = [threading.Thread(target=worker, args=(n, u))
+               for n, u in (("甲", "urban_management"), ("乙", "ecology_environment"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results.values())[1] == "ok" and list(results.values()).count("ok") == 1
+    with factory() as s:
+        assert s.get(Complaint, cid).status == "assigned"
+        assert s.scalar(select(func.count()).select_from(Assignment).where(Assignment.complaint_id == cid)) == 1
