@@ -68,6 +68,9 @@ def test_return_and_reassign_with_override(client):
     assert returned["complaint"]["status"] == "returned" and returned["complaint"]["return_count"] == 1
     ev = returned["events"][-1]
     assert (ev["kind"], ev["actor"], ev["reason"]) == ("return", "城管局", "该店位于商场内，属市场监管职责")
+    other = post(client, "/api/complaints", {"text": NOISE}, expect=201)["id"]
+    queue = client.get("/api/queue").json()
+    assert [i["id"] for i in queue] == [cid, other] and "退单" in queue[0]["priority_reason"]
     again = post(client, f"/api/complaints/{cid}/assign", {"unit_type": "market_regulation", "note": "改派市场监管"})
     assert again["unit_type"] == "market_regulation" and again["unit_name"] == "测试区market_regulation"
     assert again["accepted_suggestion"] is False and again["suggested_unit_type"] == "urban_management"
@@ -203,7 +206,7 @@ def test_triager_failure_then_retry(client, triager):
     assert created["status"] == "received" and created["suggestion"] is None
     assert "Chroma unreachable" in created["triage_error"]
     queue = client.get("/api/queue").json()
-    assert queue[0]["id"] == created["id"] and queue[0]["priority_reason"].startswith("待人工确认")
+    assert queue[0]["id"] == created["id"] and queue[0]["priority_reason"].startswith("待人工处理")
     assert post(client, "/api/triage/retry") == {"tried": 1, "triaged": 0, "failed": 1}
     triager.fail = False
     assert post(client, "/api/triage/retry") == {"tried": 1, "triaged": 1, "failed": 0}

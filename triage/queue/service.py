@@ -869,12 +869,13 @@ class QueueEntry:
     priority_reason: str
 
 
-PRIORITY_REASONS = {0: "已超期", 1: "临期", 2: "待人工确认（低置信度或未能自动分拣）", 3: "紧急件", 4: "常规"}
+PRIORITY_REASONS = {0: "已超期", 1: "临期", 2: "待人工处理（退单、低置信度或未能自动分拣）", 3: "紧急件", 4: "常规"}
 
 
 def list_queue(session: Session, *, status: str | list[str] | None = None, unit_type: str | None = None,
                limit: int = 50, now: datetime | None = None, sla: Sla | None = None) -> list[QueueEntry]:
-    """Open work, most urgent first: overdue, due soon, needing a person (low confidence / untriaged), urgent,
+    """Open work, most urgent first: overdue, due soon, needing a person (returned, low confidence,
+    untriaged), urgent,
     then by deadline. ``status`` may be one value or a list (default: every open status)."""
     now = _now(now)
     sla = sla or get_sla()
@@ -900,8 +901,8 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
         open_ = c.status in {x.value for x in OPEN_STATUSES}
         overdue = open_ and sla.is_overdue(c.deadline, now)
         soon = open_ and not overdue and sla.is_due_soon(c.deadline, now)
-        needs_person = c.status == Status.received.value or (
-            c.status in (Status.triaged.value, Status.returned.value) and s is not None and s.low_confidence)
+        needs_person = c.status in (Status.received.value, Status.returned.value) or (
+            c.status == Status.triaged.value and s is not None and s.low_confidence)
         if overdue:
             p = 0
         elif soon:
