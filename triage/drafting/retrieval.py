@@ -120,7 +120,10 @@ def _get_exact(store, law: str, no: int) -> list[tuple[dict, str]]:
             log.debug("exact article lookup failed: %s", exc)
             return []
         if res.get("ids"):
-            return [(dict(m or {}), d or "") for m, d in zip(res["metadatas"], res["documents"])]
+            got = [(dict(m or {}), d or "") for m, d in zip(res["metadatas"], res["documents"])]
+            # the statute's own words first (digest paraphrases after), then chunk order
+            got.sort(key=lambda md: (md[0].get("source") == "digest", int(md[0].get("chunk") or 0)))
+            return got
     return []
 
 
