@@ -186,3 +186,35 @@ class LinearMember:
             p[:, cols] = model.predict_proba(X)
             out[key] = _normalise_rows(p)
         return out
+
+
+class RegulationMember:
+    """Votes of the nearest articles of the project's regulation digest, each tagged with the subtypes it governs.
+
+    The digest is written per pollution source, so it carries knowledge that an office's history may lack."""
+
+    name = "regulations"
+
+    def __init__(self, tax: Taxonomy, labels: Labels, temperature: float = 0.03):
+        self.tax, self.labels, self.temperature = tax, labels, temperature
+
+    def predict_hits(self, hits: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
+        tagged = [(h, [s for s in (h.get("subtypes") or "").split(",") if s in self.labels.subtypes])
+                  for h in hits]
+        tagged = [(h, subs) for h, subs in tagged if subs]
+        if not tagged:
+            return None
+        top = max(h["similarity"] for h, _ in tagged)
+        typ = np.zeros(len(self.labels.types))
+        sub = np.zeros(len(self.labels.subtypes))
+        for h, subs in tagged:
+            w = float(np.exp((h["similarity"] - top) / self.temperature)) / len(subs)
+            for code in subs:
+                sub[self.labels.subtypes.index(code)] += w
+                typ[self.labels.types.index(self.tax.type_of(code))] += w
+        typ, sub = typ + 0.05 * typ.sum(), sub + 0.05 * sub.sum()
+        # The digest only knows pollution sources: it says which source, not whether the order is ours at all.
+        # Keep it neutral on "not environmental" by giving that class the mass of its best competitor.
+        typ[self.labels.types.index(NOT_ENV)] = typ.max()
+        sub[self.labels.subtypes.index("")] = sub.max()
+        return _normalise_rows(typ), _normalise_rows(sub)

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from triage.classify.members import KeywordMember, Labels, LinearMember, NeighbourMember, PrototypeMember
+from triage.classify.members import (KeywordMember, Labels, LinearMember, NeighbourMember, PrototypeMember,
+                                     RegulationMember)
 from triage.classify.routing import ROUTING_UNITS, Routing, get_routing
 from triage.classify.types import Alternative, CitedRegulation, SimilarCase, Suggestion
 from triage.kb.store import CASES, REGULATIONS, KnowledgeStore
@@ -28,9 +29,11 @@ log = logging.getLogger(__name__)
 
 K_CASES = 10
 K_REGULATIONS = 8
+K_DIGEST = 5
 LOW_CONFIDENCE = 0.6
 # Member weights in the log-linear pool; history members are further scaled by `history_trust`.
-WEIGHTS = {"linear": 1.0, "neighbours": 1.0, "keywords": 1.0, "prototypes": 1.0}
+WEIGHTS = {"linear": 1.0, "neighbours": 1.0, "keywords": 1.0, "prototypes": 1.0,
+           "regulations": float(__import__("os").environ.get("WREG", "1.0"))}
 # How far the nearest past case may be before history stops being trusted (cosine, e5 passages).
 TRUST_FULL, TRUST_NONE = 0.93, 0.86
 MIN_TRUST = 0.25
@@ -78,6 +81,7 @@ class Triager:
         self.keywords = KeywordMember(self.tax, self.labels)
         self.prototypes = PrototypeMember(self.tax, self.labels, embedder)
         self.neighbours = NeighbourMember(self.labels)
+        self.regulation_votes = RegulationMember(self.tax, self.labels)
         self.linear = LinearMember(self.labels)
         self.temperature = 1.0
         self.kind_units: dict[str, Counter] = {}
@@ -117,12 +121,17 @@ class Triager:
                 "jurisdiction": self.jurisdiction}
 
     # ---------------------------------------------------------------- inference
-    def _pool(self, text: str, qvec: np.ndarray, hits: list[dict], lin: dict[str, np.ndarray]) -> tuple[_Pooled, float]:
+    def _pool(self, text: str, qvec: np.ndarray, hits: list[dict], lin: dict[str, np.ndarray],
+              reg_hits: list[dict]) -> tuple[_Pooled, float]:
         trust = history_trust(max((h["similarity"] for h in hits), default=None))
         kw_t, kw_s = self.keywords.predict(text)
         pr_t, pr_s = self.prototypes.predict_vec(qvec)
         lt = WEIGHTS["keywords"] * np.log(kw_t) + WEIGHTS["prototypes"] * np.log(pr_t)
         ls = WEIGHTS["keywords"] * np.log(kw_s) + WEIGHTS["prototypes"] * np.log(pr_s)
+        rg = self.regulation_votes.predict_hits(reg_hits)
+        if rg is not None:
+            lt += WEIGHTS["regulations"] * np.log(rg[0])
+            ls += WEIGHTS["regulations"] * np.log(rg[1])
         nb = self.neighbours.predict_hits(hits)
         if nb is not None:
             lt += trust * WEIGHTS["neighbours"] * np.log(nb[0])
@@ -194,7 +203,9 @@ class Triager:
         case_hits = self.store.query(CASES, qvec, k=K_CASES)
         hits = [dict(h.metadata, id=h.id, text=h.text, similarity=h.similarity) for h in case_hits]
         lin = {k: v[0] for k, v in self.linear.predict([full], qvec[None, :]).items()}
-        pooled, trust = self._pool(full, qvec, hits, lin)
+        reg_hits = [dict(h.metadata, similarity=h.similarity)
+                    for h in self.store.query(REGULATIONS, qvec, k=K_DIGEST, where={"source": "digest"})]
+        pooled, trust = self._pool(full, qvec, hits, lin, reg_hits)
         types, subs = self.labels.types, self.labels.subtypes
         t_idx = int(pooled.types.argmax())
         ptype = types[t_idx]
