@@ -33,7 +33,7 @@ K_DIGEST = 5
 LOW_CONFIDENCE = 0.6
 # Member weights in the log-linear pool; history members are further scaled by `history_trust`.
 WEIGHTS = {"linear": 1.0, "neighbours": 1.0, "keywords": 1.0, "prototypes": 1.0,
-           "regulations": float(__import__("os").environ.get("WREG", "1.0"))}
+           "regulations": 1.0}
 # How far the nearest past case may be before history stops being trusted (cosine, e5 passages).
 TRUST_FULL, TRUST_NONE = 0.93, 0.86
 MIN_TRUST = 0.25
