@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,14 @@ class Settings(BaseSettings):
     llm_timeout: float = 30.0
     llm_max_retries: int = 1
     demo_data: bool = True
+    # Production path (docs/operations.md): "dev" = no login, the actor comes from the X-Actor header and every
+    # role is allowed (the embedded single-laptop setup); "token" = every /api route but /api/health and
+    # /api/auth/token needs a bearer token of a user made with `triage users add`.
+    auth_mode: Literal["dev", "token"] = "dev"
+    token_ttl_hours: float = Field(default=12.0, gt=0, description="lifetime of a token from POST /api/auth/token")
+    # None: SQLite databases are migrated by the app at start, other databases only by `triage db upgrade`.
+    auto_migrate: bool | None = None
+    max_body_bytes: int = Field(default=2_000_000, description="requests with a larger body get 413")
 
     @property
     def resolved_database_url(self) -> str:
