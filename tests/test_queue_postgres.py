@@ -1,5 +1,6 @@
 """The queue on PostgreSQL (127.0.0.1:5432, database ``test``, trust auth): row locks, time zones, and the
-API lifecycle and metrics suites re-run against it. Each test gets its own schema; skipped when unreachable."""
+API lifecycle and metrics suites re-run against it. Each test gets its own schema, built by the Alembic
+migrations; skipped when unreachable."""
 
 from __future__ import annotations
 
@@ -40,8 +41,12 @@ def settings(tmp_path):
     admin = create_engine(PG, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield Settings(data_dir=tmp_path, database_url=f"{PG}?options=-csearch_path%3D{schema}")
+    url = f"{PG}?options=-csearch_path%3D{schema}"
     from triage.db import _engine_for
+    from triage.migrate import upgrade
+
+    upgrade(_engine_for(url))  # PostgreSQL gets its schema from the migrations, as in production
+    yield Settings(data_dir=tmp_path, database_url=url)
 
     _engine_for.cache_clear()  # close pools that point at the schema
     with admin.connect() as conn:

@@ -60,7 +60,9 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 def create_all(engine: Engine) -> None:
-    # Import the models so their tables are registered on Base.metadata.
-    import triage.queue.models  # noqa: F401
+    """Bring the schema to the newest migration (a fresh SQLite file: tables from the models, stamped).
 
-    Base.metadata.create_all(engine)
+    See triage/migrate.py for the rule; production PostgreSQL runs ``triage db upgrade`` instead."""
+    from triage.migrate import ensure_schema
+
+    ensure_schema(engine, migrate=True)

@@ -1,0 +1,144 @@
+"""Alembic migrations: they build exactly the models' schema (autogenerate finds no difference) on SQLite and
+PostgreSQL, go down and up again, adopt a database made by create_all before migrations existed, and the app
+refuses a PostgreSQL schema that is not current unless told to migrate it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from postgres_support import fresh_schema, needs_postgres
+from sqlalchemy import create_engine, inspect, text
+from typer.testing import CliRunner
+
+from triage import migrate
+from triage.db import make_engine
+from triage.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = {"complaints", "suggestions", "assignments", "reply_drafts", "events", "users", "api_tokens"}
+
+
+def _tables(engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def _roundtrip(engine) -> None:
+    assert migrate.schema_state(engine) == "fresh"
+    before, after = migrate.upgrade(engine)
+    assert (before, after) == (None, migrate.head_revision())
+    assert _tables(engine) == TABLES
+    assert migrate.check_no_diff(engine) == []  # the migrations are complete: nothing left to autogenerate
+    assert migrate.schema_state(engine) == "current"
+    migrate.downgrade(engine, "base")
+    assert _tables(engine) == set()
+    migrate.upgrade(engine)
+    assert migrate.check_no_diff(engine) == []
+
+
+def test_sqlite_migrations_match_models_and_go_down_and_up(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    _roundtrip(engine)
+    engine.dispose()
+
+
+@needs_postgres
+def test_postgres_migrations_match_models_and_go_down_and_up():
+    with fresh_schema("mig") as url:
+        engine = create_engine(url)
+        _roundtrip(engine)
+        cols = {c["name"]: c for c in inspect(engine).get_columns("complaints")}
+        assert cols["received_at"]["type"].timezone  # timestamptz: aware times on PostgreSQL
+        engine.dispose()
+
+
+def test_fast_path_for_fresh_sqlite_is_stamped_head(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    assert migrate.ensure_schema(engine) == "fresh"
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert migrate.check_no_diff(engine) == []
+    engine.dispose()
+
+
+def test_legacy_create_all_database_is_adopted_with_its_data(tmp_path):
+    """A database made by create_all before migrations existed: stamped 0001, upgraded, rows kept."""
+    from triage.db import Base
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'legacy.db'}")
+    queue_tables = [Base.metadata.tables[t] for t in ("complaints", "suggestions", "assignments", "reply_drafts",
+                                                      "events")]
+    migrate.target_metadata().create_all(engine, tables=queue_tables)
+    now = datetime(2026, 11, 1, tzinfo=UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO complaints (text, source, received_at, status, urgency, triage_attempts, "
+                          "assign_count, return_count, extension_count, reopen_count, version) VALUES "
+                          "('旧库里的投诉', 'api', :t, 'received', 'normal', 0, 0, 0, 0, 0, 1)"), {"t": now})
+    assert migrate.schema_state(engine) == "legacy"
+    migrate.ensure_schema(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert _tables(engine) == TABLES
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT text FROM complaints")).scalar_one() == "旧库里的投诉"
+    engine.dispose()
+
+
+def test_newer_database_than_code_is_refused(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    migrate.ensure_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff_from_the_future'"))
+    assert migrate.schema_state(engine) == "unknown"
+    with pytest.raises(migrate.SchemaError, match="deploy the newer code"):
+        migrate.ensure_schema(engine)
+    engine.dispose()
+
+
+@needs_postgres
+def test_app_checks_but_does_not_migrate_postgres(tmp_path):
+    from triage.api.app import create_app
+
+    with fresh_schema("app") as url:
+        with pytest.raises(migrate.SchemaError, match="triage db upgrade"):
+            create_app(Settings(data_dir=tmp_path, database_url=url), retry_on_startup=False)
+        app = create_app(Settings(data_dir=tmp_path, database_url=url, auto_migrate=True), retry_on_startup=False)
+        assert migrate.schema_state(app.state.engine) == "current"
+        migrate.downgrade(app.state.engine, "0001")  # an older deployment's schema
+        with pytest.raises(migrate.SchemaError, match="behind"):
+            create_app(Settings(data_dir=tmp_path, database_url=url), retry_on_startup=False)
+
+
+def test_cli_db_upgrade_current_check(tmp_path, monkeypatch):
+    from triage.cli import app
+    from triage.settings import get_settings
+
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("TRIAGE_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        r = runner.invoke(app, ["db", "upgrade"])
+        assert r.exit_code == 0, r.output
+        assert "0002" in r.output
+        r = runner.invoke(app, ["db", "upgrade"])
+        assert r.exit_code == 0 and "already" in r.output
+        r = runner.invoke(app, ["db", "check"])
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(app, ["db", "current"])
+        assert "state: current" in r.output
+    finally:
+        get_settings.cache_clear()
+
+
+def test_plain_alembic_check_finds_nothing_to_generate(tmp_path):
+    """The repository's alembic.ini + migrations/env.py, as a developer would run them."""
+    env = {**os.environ, "TRIAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    alembic = [sys.executable, "-m", "alembic"]
+    up = subprocess.run([*alembic, "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    check = subprocess.run([*alembic, "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "No new upgrade operations detected" in check.stdout + check.stderr
