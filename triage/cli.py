@@ -35,6 +35,14 @@ def _kb_app():
 
 app.add_typer(_kb_app(), name="kb", help="法规与案件知识库 / knowledge base")
 
+# ---- production path (issue 7): `triage db upgrade|current|check|downgrade`, `triage users add|list|set|token`.
+# The commands live in triage/ops_cli.py; keep this block to these lines.
+from triage.ops_cli import db_app, users_app  # noqa: E402
+
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+# ---- end of the production-path block
+
 
 def _quiet_logs() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -7,13 +7,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from triage import __version__
-from triage.db import create_all, get_engine, session_factory
+from triage.db import get_engine, session_factory
 from triage.queue.service import DomainError, retry_pending_triage
 from triage.settings import Settings, get_settings
 
@@ -51,7 +51,12 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
     ``received`` (None/0: only once at startup; ``retry_on_startup=False``: never)."""
     settings = settings or get_settings()
     engine = get_engine(settings)
-    create_all(engine)
+    # Schema: SQLite is migrated here (embedded setup); PostgreSQL only checked — `triage db upgrade` migrates it
+    # before the workers start (TRIAGE_AUTO_MIGRATE=true to migrate here too). See triage/migrate.py.
+    from triage.migrate import ensure_schema
+
+    auto = settings.auto_migrate if settings.auto_migrate is not None else engine.dialect.name == "sqlite"
+    ensure_schema(engine, migrate=auto)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,31 +76,45 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
 
+    from triage.api.hardening import error_response, install
+
+    install(app, max_body_bytes=settings.max_body_bytes)
+
     @app.exception_handler(DomainError)
-    async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content=jsonable_encoder({"detail": exc.message,
-                                                                                   **exc.extra}))
+    async def _domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if "retry_after" in exc.extra:
+            headers = {"Retry-After": str(exc.extra["retry_after"])}
+        return error_response(request.url.path, exc.status_code, exc.message, extra=exc.extra, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
         for err in exc.errors():
             loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
             parts.append(f"{loc}: {err.get('msg', '')}")
         detail = "请求格式不正确 / invalid request: " + "; ".join(parts)
-        return JSONResponse(status_code=422, content={"detail": detail, "errors": jsonable_encoder(exc.errors())})
+        return error_response(request.url.path, 422, detail, extra={"errors": jsonable_encoder(exc.errors())})
 
     from triage.api.complaints import router as complaints_router
     from triage.api.metrics import router as metrics_router
 
-    app.include_router(complaints_router)
-    app.include_router(metrics_router)
+    from triage.api.open311 import router as open311_router
+    from triage.auth.api import router as auth_router
+    from triage.auth.deps import authorize
+
+    # Every /api and /open311 router is guarded: roles and units per triage/auth/permissions.py (token mode).
+    guarded = [Depends(authorize)]
+    app.include_router(auth_router, dependencies=guarded)
+    app.include_router(complaints_router, dependencies=guarded)
+    app.include_router(metrics_router, dependencies=guarded)
+    app.include_router(open311_router, dependencies=guarded)
     try:
         from triage.api.knowledge import router as knowledge_router
     except ImportError:
         log.info("triage.api.knowledge not available yet; /api/knowledge not mounted")
     else:
-        app.include_router(knowledge_router)
+        app.include_router(knowledge_router, dependencies=guarded)
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -19,6 +19,7 @@ from triage.api.deps import (
     get_triager,
     get_unit_namer,
 )
+from triage.auth.deps import get_unit_scope, staff_queue_status
 from triage.metrics import period_bounds
 from triage.queue import service
 from triage.queue.models import Complaint
@@ -77,7 +78,12 @@ def get_complaint(complaint_id: int, session: Session = Depends(get_session)) ->
 @router.get("/queue", response_model=list[QueueItem], summary="待办队列（最紧急在前）")
 def get_queue(status: str | None = Query(default=None, description="状态，可逗号分隔；默认所有未办结"),
               unit_type: str | None = None, limit: int = 50, session: Session = Depends(get_session),
-              now: datetime = Depends(get_now), sla: Sla = Depends(get_sla_dep)) -> list[QueueItem]:
+              now: datetime = Depends(get_now), sla: Sla = Depends(get_sla_dep),
+              unit_scope: str | None = Depends(get_unit_scope)) -> list[QueueItem]:
+    if unit_scope is not None:  # unit staff: only what their unit works now (triage/auth/deps.py)
+        unit_type, status = unit_scope, staff_queue_status(status)
+        if status is None:
+            return []
     entries = service.list_queue(session, status=status, unit_type=unit_type, limit=limit, now=now, sla=sla)
     return [queue_item(e) for e in entries]
 

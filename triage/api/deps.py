@@ -19,11 +19,11 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from triage.auth.deps import get_principal as _get_principal
 from triage.queue.models import utcnow
 from triage.queue.sla import Sla, get_sla
 from triage.settings import Settings
@@ -52,9 +52,10 @@ def get_sla_dep(settings: Settings = Depends(get_settings_dep)) -> Sla:
     return get_sla(settings.knowledge_dir)
 
 
-def get_actor(x_actor: str | None = Header(default=None, description="操作人（可 URL 编码中文）")) -> str:
-    actor = unquote(x_actor).strip() if x_actor else ""
-    return actor[:100] or "dispatcher"
+def get_actor(principal=Depends(_get_principal)) -> str:
+    """The acting user's name: the X-Actor header in dev mode (TRIAGE_AUTH_MODE=dev, default "dispatcher"),
+    the token's user in token mode (401 without one). Roles: triage.auth.deps.get_principal / authorize."""
+    return principal.name
 
 
 class UnavailableTriager:

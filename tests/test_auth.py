@@ -1,0 +1,294 @@
+"""Roles and tokens (TRIAGE_AUTH_MODE=token): every boundary of triage/auth/permissions.py, token life cycle,
+hashed storage, the CLI, and dev mode unchanged. Fakes for the triager and drafter (conftest)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from conftest import fake_drafter
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from triage.auth import service
+from triage.auth.models import ApiToken, User
+from triage.auth.permissions import PERMISSIONS, ROUTES
+from triage.settings import Settings
+
+FUMES = "市民来电反映：石潭路88号楼下烧烤店油烟直排，熏得无法开窗。"  # fake triager → urban_management
+SEWAGE = "市民反映：清湖村河涌边有污水直排，气味很大。"  # fake triager → water_affairs
+PASSWORD = "correct horse battery"
+USERS = {  # name → (role, unit)
+    "disp": ("dispatcher", None), "boss": ("manager", None), "root": ("admin", None),
+    "cg": ("unit_staff", "urban_management"), "sw": ("unit_staff", "water_affairs"),
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    service.login_throttle._fails.clear()
+    yield
+    service.login_throttle._fails.clear()
+
+
+@pytest.fixture
+def token_app(tmp_path, triager, clock, sink):
+    from triage.api import deps
+    from triage.api.app import create_app
+
+    app = create_app(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'auth.db'}",
+                              auth_mode="token"), retry_on_startup=False)
+    app.dependency_overrides[deps.get_triager] = lambda: triager
+    app.dependency_overrides[deps.get_drafter] = lambda: fake_drafter
+    app.dependency_overrides[deps.get_case_sink] = lambda: sink.append
+    app.dependency_overrides[deps.get_unit_namer] = lambda: (lambda ut: f"测试区{ut}")
+    app.dependency_overrides[deps.get_now] = clock
+    with app.state.session_factory() as s:
+        for name, (role, unit) in USERS.items():
+            service.create_user(s, username=name, password=PASSWORD, role=role, unit_type=unit)
+        s.commit()
+    return app
+
+
+@pytest.fixture
+def anon(token_app):
+    return TestClient(token_app)
+
+
+def login(client: TestClient, name: str) -> dict[str, str]:
+    r = client.post("/api/auth/token", json={"username": name, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@pytest.fixture
+def h(anon):
+    """Headers per user name, logged in once."""
+    return {name: login(anon, name) for name in USERS}
+
+
+def _intake_assigned(anon, h, text=FUMES) -> int:
+    cid = anon.post("/api/complaints", json={"text": text}, headers=h["disp"]).json()["id"]
+    assert anon.post(f"/api/complaints/{cid}/assign", headers=h["disp"]).status_code == 200
+    return cid
+
+
+# ------------------------------------------------------------------------------------ authentication
+def test_no_token_is_401_except_health_and_login(anon):
+    for method, path in (("GET", "/api/queue"), ("POST", "/api/complaints"), ("GET", "/api/complaints/1"),
+                         ("GET", "/api/metrics"), ("GET", "/api/users"), ("GET", "/api/knowledge/search?q=x"),
+                         ("GET", "/open311/v2/requests.json"), ("POST", "/open311/v2/requests.json")):
+        r = anon.request(method, path, json={"text": "x"} if method == "POST" else None)
+        assert r.status_code == 401, (method, path, r.text)
+        assert r.headers.get("www-authenticate") == "Bearer"
+    assert anon.get("/api/health").status_code == 200
+    assert anon.get("/open311/v2/services.json").status_code == 200  # the service list is public
+    assert anon.post("/api/auth/token", json={"username": "disp", "password": PASSWORD}).status_code == 200
+
+
+def test_wrong_password_unknown_user_and_garbage_tokens(anon):
+    bad = anon.post("/api/auth/token", json={"username": "disp", "password": "wrong password!"})
+    unknown = anon.post("/api/auth/token", json={"username": "nobody", "password": "wrong password!"})
+    assert bad.status_code == unknown.status_code == 401
+    assert bad.json()["detail"] == unknown.json()["detail"]  # does not reveal which names exist
+    for token in ("", "trg_", "trg_" + "A" * 43, "Bearer", "x" * 5000):
+        r = anon.get("/api/queue", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code in (401, 403), token
+    assert anon.get("/api/queue", headers={"Authorization": "Basic ZGlzcDp4"}).status_code == 401
+    assert anon.post("/api/auth/token", content=b"not json", headers={"content-type": "application/json"}
+                     ).status_code == 422
+    form = anon.post("/api/auth/token", data={"username": "disp", "password": PASSWORD})  # the /docs form
+    assert form.status_code == 200 and form.json()["token_type"] == "bearer"
+
+
+def test_failed_logins_are_throttled(anon):
+    for _ in range(5):
+        assert anon.post("/api/auth/token", json={"username": "boss", "password": "nope nope nope"}
+                         ).status_code == 401
+    r = anon.post("/api/auth/token", json={"username": "boss", "password": PASSWORD})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    assert anon.post("/api/auth/token", json={"username": "disp", "password": PASSWORD}).status_code == 200
+
+
+def test_token_lifecycle_logout_expiry_deactivation(anon, token_app, clock):
+    hd = login(anon, "disp")
+    me = anon.get("/api/auth/me", headers=hd).json()
+    assert (me["username"], me["role"]) == ("disp", "dispatcher")
+    assert anon.delete("/api/auth/token", headers=hd).status_code == 204
+    assert anon.get("/api/queue", headers=hd).status_code == 401  # revoked
+
+    hd = login(anon, "disp")
+    with token_app.state.session_factory() as s:  # expire it
+        for t in s.scalars(select(ApiToken)):
+            t.expires_at = t.created_at - timedelta(seconds=1)
+        s.commit()
+    assert anon.get("/api/queue", headers=hd).status_code == 401
+
+    hs = login(anon, "sw")
+    root = login(anon, "root")
+    assert anon.patch("/api/users/sw", json={"active": False}, headers=root).status_code == 200
+    assert anon.get("/api/queue", headers=hs).status_code == 401  # deactivation revokes every token
+    assert anon.post("/api/auth/token", json={"username": "sw", "password": PASSWORD}).status_code == 401
+
+
+def test_passwords_and_tokens_are_stored_hashed(anon, token_app):
+    hd = login(anon, "disp")
+    token = hd["Authorization"].split()[1]
+    with token_app.state.session_factory() as s:
+        user = s.scalar(select(User).where(User.username == "disp"))
+        assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
+        stored = [t.token_hash for t in s.scalars(select(ApiToken))]
+    assert token not in stored and service.token_digest(token) in stored
+
+
+# ------------------------------------------------------------------------------------------------ roles
+def test_dispatcher_cannot_manage_users(anon, h):
+    assert anon.get("/api/users", headers=h["disp"]).status_code == 403
+    r = anon.post("/api/users", json={"username": "x", "password": PASSWORD, "role": "admin"}, headers=h["disp"])
+    assert r.status_code == 403 and "dispatcher" in r.json()["detail"]
+    assert anon.patch("/api/users/disp", json={"role": "admin"}, headers=h["disp"]).status_code == 403
+    # … the admin can
+    r = anon.post("/api/users", json={"username": "新派单员", "password": PASSWORD, "role": "dispatcher"},
+                  headers=h["root"])
+    assert r.status_code == 201 and r.json()["role"] == "dispatcher"
+    assert anon.post("/api/users", json={"username": "新派单员", "password": PASSWORD, "role": "dispatcher"},
+                     headers=h["root"]).status_code == 409
+    assert anon.post("/api/users", json={"username": "u2", "password": "short", "role": "dispatcher"},
+                     headers=h["root"]).status_code == 422
+    assert anon.post("/api/users", json={"username": "u3", "password": PASSWORD, "role": "unit_staff"},
+                     headers=h["root"]).status_code == 422  # unit staff need a unit
+    assert [u["username"] for u in anon.get("/api/users", headers=h["root"]).json()][-1] == "新派单员"
+
+
+def test_manager_reads_everything_but_cannot_assign_or_take_complaints(anon, h):
+    cid = anon.post("/api/complaints", json={"text": FUMES}, headers=h["disp"]).json()["id"]
+    assert anon.get(f"/api/complaints/{cid}", headers=h["boss"]).status_code == 200
+    assert anon.get("/api/queue", headers=h["boss"]).json()[0]["id"] == cid
+    assert anon.get("/api/metrics", headers=h["boss"]).status_code == 200
+    assert anon.get("/api/report", headers=h["boss"]).status_code == 200
+    r = anon.post(f"/api/complaints/{cid}/assign", headers=h["boss"])
+    assert r.status_code == 403 and "manager" in r.json()["detail"]
+    assert anon.post("/api/complaints", json={"text": FUMES}, headers=h["boss"]).status_code == 403
+    assert anon.post(f"/api/complaints/{cid}/close", json={"reply": "x", "result": "属实"},
+                     headers=h["boss"]).status_code == 403
+    assert anon.get("/api/users", headers=h["boss"]).status_code == 403
+    detail = anon.get(f"/api/complaints/{cid}", headers=h["boss"]).json()
+    assert detail["complaint"]["status"] == "triaged"  # nothing happened
+
+
+def test_unit_staff_see_and_act_only_on_their_own_units_cases(anon, h):
+    mine = _intake_assigned(anon, h, FUMES)  # → urban_management (cg)
+    theirs = _intake_assigned(anon, h, SEWAGE)  # → water_affairs (sw)
+    waiting = anon.post("/api/complaints", json={"text": FUMES + "另一处"}, headers=h["disp"]).json()["id"]
+
+    assert anon.get(f"/api/complaints/{mine}", headers=h["cg"]).status_code == 200
+    for path in (f"/api/complaints/{theirs}", f"/api/complaints/{waiting}", "/api/complaints/999999"):
+        r = anon.get(path, headers=h["cg"])
+        assert r.status_code == 404, path  # another unit's case looks like no case at all
+    for action, body in (("return", {"reason": "不归我们管"}), ("extend", {"reason": "r", "working_days": 3}),
+                         ("draft", {}), ("reply", {"reply": "已处理", "result": "属实"}),
+                         ("close", {"reply": "已处理", "result": "属实"})):
+        r = anon.post(f"/api/complaints/{theirs}/{action}", json=body, headers=h["cg"])
+        assert r.status_code == 404, (action, r.text)
+    assert anon.get(f"/api/complaints/{theirs}", headers=h["disp"]).json()["complaint"]["status"] == "assigned"
+
+    queue = anon.get("/api/queue", headers=h["cg"]).json()
+    assert [i["id"] for i in queue] == [mine]
+    leak = anon.get("/api/queue?unit_type=water_affairs&status=assigned,triaged", headers=h["cg"]).json()
+    assert [i["id"] for i in leak] == [mine]  # the filter cannot widen the scope
+    assert anon.get("/api/queue?status=triaged", headers=h["cg"]).json() == []
+
+    # Staff do the unit's work on their own case, but not the dispatcher's or the manager's.
+    assert anon.post(f"/api/complaints/{mine}/draft", json={}, headers=h["cg"]).status_code == 200
+    assert anon.post(f"/api/complaints/{mine}/assign", json={}, headers=h["cg"]).status_code == 403
+    assert anon.get("/api/metrics", headers=h["cg"]).status_code == 403
+    assert anon.post("/api/complaints", json={"text": FUMES}, headers=h["cg"]).status_code == 403
+    r = anon.post(f"/api/complaints/{mine}/return", json={"reason": "店在商场里，属市场监管"}, headers=h["cg"])
+    assert r.status_code == 200
+    # Returned: still readable as the unit's history, no longer theirs to act on.
+    assert anon.get(f"/api/complaints/{mine}", headers=h["cg"]).status_code == 200
+    assert anon.post(f"/api/complaints/{mine}/extend", json={"reason": "r", "working_days": 2},
+                     headers=h["cg"]).status_code == 403
+    assert anon.get("/api/queue", headers=h["cg"]).json() == []
+    # Open311 reads are scoped the same way.
+    ids = [x["service_request_id"] for x in anon.get("/open311/v2/requests.json", headers=h["sw"]).json()]
+    assert ids == [str(theirs)]
+    assert anon.get(f"/open311/v2/requests/{mine}.json", headers=h["sw"]).status_code == 404
+
+
+def test_dispatcher_approves_a_units_reply(anon, h):
+    cid = _intake_assigned(anon, h, SEWAGE)
+    r = anon.post(f"/api/complaints/{cid}/reply", json={"reply": "经核查已封堵排口。", "result": "属实"},
+                  headers=h["sw"])
+    assert r.status_code == 200 and r.json()["complaint"]["status"] == "replied"
+    assert anon.post(f"/api/complaints/{cid}/reply", json={"reply": "x", "result": "属实"},
+                     headers=h["disp"]).status_code == 403  # replying is the unit's work
+    closed = anon.post(f"/api/complaints/{cid}/close", json={}, headers=h["disp"])
+    assert closed.status_code == 200 and closed.json()["complaint"]["status"] == "closed"
+    events = closed.json()["events"]
+    assert [(e["kind"], e["actor"]) for e in events if e["kind"] in ("reply", "close")] == [("reply", "sw"),
+                                                                                          ("close", "disp")]
+
+
+def test_every_route_has_a_permission_rule(token_app):
+    """A new /api or /open311 route must be classified in permissions.ROUTES (token mode refuses it otherwise)."""
+    from fastapi.routing import APIRoute
+
+    missing = []
+    for route in token_app.routes:
+        if isinstance(route, APIRoute) and route.path.startswith(("/api/", "/open311/")):
+            for method in route.methods - {"HEAD", "OPTIONS"}:
+                if (method, route.path) not in ROUTES:
+                    missing.append(f"{method} {route.path}")
+    assert missing == []
+    assert all(p is None or p in PERMISSIONS for p in ROUTES.values())
+
+
+# ------------------------------------------------------------------------------------- dev mode, CLI
+def test_dev_mode_keeps_x_actor_and_allows_every_role(client):
+    from urllib.parse import quote
+
+    r = client.post("/api/complaints", json={"text": FUMES}, headers={"X-Actor": quote("调度员甲")})
+    assert r.status_code == 201
+    detail = client.get(f"/api/complaints/{r.json()['id']}").json()
+    assert detail["events"][0]["actor"] == "调度员甲"
+    assert client.get("/api/users").status_code == 200
+    assert client.get("/api/auth/me").json()["dev"] is True
+
+
+def test_cli_users_add_then_login(tmp_path, monkeypatch):
+    from triage.api.app import create_app
+    from triage.cli import app as cli
+    from triage.settings import get_settings
+
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("TRIAGE_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        r = runner.invoke(cli, ["users", "add", "石井城管", "--role", "unit_staff", "--unit", "urban_management",
+                                "--password-stdin"], input=PASSWORD + "\n")
+        assert r.exit_code == 0, r.output
+        again = runner.invoke(cli, ["users", "add", "石井城管", "--role", "dispatcher", "--password-stdin"],
+                              input=PASSWORD + "\n")
+        assert again.exit_code == 1
+        assert runner.invoke(cli, ["users", "add", "x", "--role", "boss", "--password-stdin"],
+                             input=PASSWORD + "\n").exit_code == 2
+        assert runner.invoke(cli, ["users", "add", "y", "--role", "unit_staff", "--password-stdin"],
+                             input=PASSWORD + "\n").exit_code == 2
+        assert runner.invoke(cli, ["users", "add", "z", "--role", "manager", "--password-stdin"],
+                             input="short\n").exit_code == 2
+        listed = runner.invoke(cli, ["users", "list"])
+        assert "石井城管" in listed.output and "urban_management" in listed.output
+        tok = runner.invoke(cli, ["users", "token", "石井城管", "--hours", "1"])
+        assert tok.exit_code == 0 and tok.stdout.strip().splitlines()[-1].startswith("trg_")
+
+        settings = get_settings().model_copy(update={"auth_mode": "token"})
+        c = TestClient(create_app(settings, retry_on_startup=False))
+        r = c.post("/api/auth/token", json={"username": "石井城管", "password": PASSWORD})
+        assert r.status_code == 200 and r.json()["user"]["unit_type"] == "urban_management"
+        bearer = {"Authorization": "Bearer " + tok.stdout.strip().splitlines()[-1]}
+        assert c.get("/api/auth/me", headers=bearer).json()["username"] == "石井城管"
+    finally:
+        get_settings.cache_clear()

@@ -1,0 +1,70 @@
+"""Who may call what: one table from (method, route) to a permission, one table from permission to roles.
+
+Every route under /api and /open311 must appear in ROUTES (tests/test_auth.py fails otherwise); a route that
+is missing is refused in token mode (fail closed). ``None`` = no login needed.
+
+Unit staff are further limited to their own unit's cases (``UNIT_SCOPED``): they read a complaint that was ever
+assigned to their unit kind, act only on one assigned to it now, and their queue is filtered to it.
+"""
+
+from __future__ import annotations
+
+from triage.auth.models import Role
+
+D, U, M, A = Role.dispatcher.value, Role.unit_staff.value, Role.manager.value, Role.admin.value
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "complaints.create": frozenset({D, A}),
+    "complaints.read": frozenset({D, U, M, A}),
+    "complaints.assign": frozenset({D, A}),  # assign, merge, reopen, triage retry: the dispatcher's desk
+    "complaints.work": frozenset({U, A}),  # draft, reply, return, extend: the unit's work
+    "complaints.close": frozenset({D, U, A}),  # the unit closes, or the dispatcher approves a reply
+    "metrics.read": frozenset({D, M, A}),
+    "knowledge.read": frozenset({D, U, M, A}),
+    "knowledge.manage": frozenset({A}),
+    "jurisdictions.read": frozenset({D, U, M, A}),
+    "jurisdictions.manage": frozenset({A}),
+    "users.manage": frozenset({A}),
+    "self": frozenset({D, U, M, A}),
+}
+
+# Permissions whose {complaint_id} routes check the unit of unit staff: "read" (ever assigned to the unit) or
+# "act" (assigned to it now).
+UNIT_SCOPED = {"complaints.read": "read", "complaints.work": "act", "complaints.close": "act"}
+
+ROUTES: dict[tuple[str, str], str | None] = {
+    ("GET", "/api/health"): None,
+    ("POST", "/api/auth/token"): None,
+    ("GET", "/api/auth/me"): "self",
+    ("DELETE", "/api/auth/token"): "self",
+    ("POST", "/api/complaints"): "complaints.create",
+    ("GET", "/api/complaints/{complaint_id}"): "complaints.read",
+    ("GET", "/api/queue"): "complaints.read",
+    ("POST", "/api/complaints/{complaint_id}/assign"): "complaints.assign",
+    ("POST", "/api/complaints/{complaint_id}/merge"): "complaints.assign",
+    ("POST", "/api/complaints/{complaint_id}/reopen"): "complaints.assign",
+    ("POST", "/api/triage/retry"): "complaints.assign",
+    ("POST", "/api/complaints/{complaint_id}/draft"): "complaints.work",
+    ("POST", "/api/complaints/{complaint_id}/reply"): "complaints.work",
+    ("POST", "/api/complaints/{complaint_id}/return"): "complaints.work",
+    ("POST", "/api/complaints/{complaint_id}/extend"): "complaints.work",
+    ("POST", "/api/complaints/{complaint_id}/close"): "complaints.close",
+    ("GET", "/api/metrics"): "metrics.read",
+    ("GET", "/api/report"): "metrics.read",
+    ("GET", "/api/relapses"): "metrics.read",
+    ("GET", "/api/knowledge/search"): "knowledge.read",
+    ("GET", "/api/jurisdictions"): "jurisdictions.read",
+    ("GET", "/api/users"): "users.manage",
+    ("POST", "/api/users"): "users.manage",
+    ("PATCH", "/api/users/{username}"): "users.manage",
+    ("GET", "/open311/v2/discovery.{fmt}"): None,
+    ("GET", "/open311/v2/services.{fmt}"): None,
+    ("GET", "/open311/v2/services/{service_code}.{fmt}"): None,
+    ("GET", "/open311/v2/requests.{fmt}"): "complaints.read",
+    ("POST", "/open311/v2/requests.{fmt}"): "complaints.create",
+    ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"): "complaints.read",
+}
+
+
+def allowed(role: str, permission: str) -> bool:
+    return role in PERMISSIONS.get(permission, frozenset())

@@ -1,0 +1,275 @@
+"""Users, passwords and tokens: plain functions over a Session (keyword-only arguments), as in the queue.
+
+* Passwords: Argon2id through pwdlib (``PasswordHash.recommended()``); a wrong user name costs the same time
+  as a wrong password, so the answer does not tell which names exist.
+* Tokens: ``trg_`` + 43 URL-safe characters (256 random bits), stored as SHA-256; they expire
+  (``TRIAGE_TOKEN_TTL_HOURS``) and can be revoked. Deactivating a user revokes all of its tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from triage.auth.models import ApiToken, Role, User
+from triage.queue.models import utcnow
+from triage.queue.service import DomainError, InvalidInput, NotFound
+
+TOKEN_PREFIX = "trg_"
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
+LAST_USED_RESOLUTION = timedelta(minutes=5)  # don't write on every request
+ROLES = tuple(r.value for r in Role)
+
+
+class AuthError(DomainError):
+    status_code = 401
+
+
+class Forbidden(DomainError):
+    status_code = 403
+
+
+class TooManyAttempts(DomainError):
+    status_code = 429
+
+
+class UserExists(DomainError):
+    status_code = 409
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who makes a request. ``dev``: TRIAGE_AUTH_MODE=dev, every role's rights, name from X-Actor."""
+
+    name: str
+    role: str
+    unit_type: str | None = None
+    user_id: int | None = None
+    dev: bool = False
+
+
+_hasher = None
+_hasher_lock = threading.Lock()
+
+
+def password_hasher():
+    global _hasher
+    with _hasher_lock:
+        if _hasher is None:
+            from pwdlib import PasswordHash
+
+            _hasher = PasswordHash.recommended()
+        return _hasher
+
+
+def hash_password(password: str) -> str:
+    return password_hasher().hash(password)
+
+
+def _dummy_hash() -> str:
+    global _DUMMY
+    if _DUMMY is None:
+        _DUMMY = hash_password(secrets.token_urlsafe(16))
+    return _DUMMY
+
+
+_DUMMY: str | None = None
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def check_username(username: str | None) -> str:
+    v = unicodedata.normalize("NFC", (username or "").strip())
+    if not v:
+        raise InvalidInput("用户名不能为空 / username must not be empty")
+    if len(v) > 100:
+        raise InvalidInput("用户名超过 100 字 / username longer than 100 characters")
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in v):
+        raise InvalidInput("用户名不能含空白或控制字符 / username must not contain spaces or control characters")
+    return v
+
+
+def check_password(password: str | None) -> str:
+    p = password or ""
+    if len(p) < MIN_PASSWORD:
+        raise InvalidInput(f"密码至少 {MIN_PASSWORD} 位 / password must have at least {MIN_PASSWORD} characters")
+    if len(p) > MAX_PASSWORD:
+        raise InvalidInput(f"密码超过 {MAX_PASSWORD} 位 / password longer than {MAX_PASSWORD} characters")
+    if "\x00" in p:
+        raise InvalidInput("密码不能含 NUL 字符 / password must not contain NUL")
+    return p
+
+
+def check_role(role: str | None, unit_type: str | None) -> tuple[str, str | None]:
+    from triage.taxonomy import UNIT_TYPES
+
+    r = (role or "").strip()
+    if r not in ROLES:
+        raise InvalidInput(f"未知的角色 {r!r}，可选 {', '.join(ROLES)} / unknown role")
+    u = (unit_type or "").strip() or None
+    if r == Role.unit_staff.value:
+        if u is None:
+            raise InvalidInput("承办单位用户须指定 unit_type / unit_staff needs --unit (a unit_type)")
+        if u not in UNIT_TYPES:
+            raise InvalidInput(f"未知的 unit_type：{u} / unknown unit_type")
+    elif u is not None:
+        raise InvalidInput("只有承办单位用户（unit_staff）有 unit_type / only unit_staff users have a unit_type")
+    return r, u
+
+
+# ------------------------------------------------------------------------------------------------- users
+def create_user(session: Session, *, username: str, password: str, role: str, unit_type: str | None = None,
+                display_name: str | None = None, now: datetime | None = None) -> User:
+    name = check_username(username)
+    pw = check_password(password)
+    r, u = check_role(role, unit_type)
+    if session.scalar(select(User.id).where(User.username == name)) is not None:
+        raise UserExists(f"用户 {name} 已存在 / user {name} already exists")
+    user = User(username=name, display_name=(display_name or "").strip()[:100] or None,
+                password_hash=hash_password(pw), role=r, unit_type=u, active=True, created_at=now or utcnow())
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise UserExists(f"用户 {name} 已存在 / user {name} already exists") from exc
+    return user
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"用户 {username} 不存在 / user {username} not found")
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
+def update_user(session: Session, *, username: str, role: str | None = None, unit_type: str | None = None,
+                active: bool | None = None, password: str | None = None, display_name: str | None = None,
+                now: datetime | None = None) -> User:
+    user = get_user(session, username)
+    now = now or utcnow()
+    if role is not None or unit_type is not None:
+        new_role = role if role is not None else user.role
+        new_unit = unit_type if unit_type is not None else (user.unit_type if new_role == Role.unit_staff.value
+                                                              else None)
+        user.role, user.unit_type = check_role(new_role, new_unit)
+    if password is not None:
+        user.password_hash = hash_password(check_password(password))
+        revoke_tokens(session, user_id=user.id, now=now)
+    if display_name is not None:
+        user.display_name = display_name.strip()[:100] or None
+    if active is not None:
+        user.active = bool(active)
+        if not user.active:
+            revoke_tokens(session, user_id=user.id, now=now)
+    user.updated_at = now
+    session.flush()
+    return user
+
+
+# ------------------------------------------------------------------------------------- login and tokens
+class _Throttle:
+    """At most ``limit`` failed logins per user name within ``window`` seconds (per process)."""
+
+    def __init__(self, limit: int = 5, window: float = 300.0):
+        self.limit, self.window = limit, window
+        self._fails: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            fails = [t for t in self._fails.get(key, []) if now - t < self.window]
+            self._fails[key] = fails
+            if len(fails) >= self.limit:
+                raise TooManyAttempts("登录失败次数过多，请稍后再试 / too many failed logins; try again later",
+                                      retry_after=int(self.window - (now - fails[0])) + 1)
+
+    def fail(self, key: str) -> None:
+        with self._lock:
+            self._fails.setdefault(key, []).append(time.monotonic())
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._fails.pop(key, None)
+
+
+login_throttle = _Throttle()
+
+
+def authenticate(session: Session, *, username: str, password: str) -> User:
+    """The active user with this name and password, or AuthError (same answer for every failure)."""
+    key = (username or "").strip().lower()[:100]
+    login_throttle.check(key)
+    user = session.scalar(select(User).where(User.username == (username or "").strip()))
+    hasher = password_hasher()
+    if user is None:
+        hasher.verify(password or "", _dummy_hash())  # same cost as a real check
+        ok = False
+    else:
+        ok, new_hash = hasher.verify_and_update(password or "", user.password_hash)
+        if ok and new_hash:
+            user.password_hash = new_hash  # parameters were raised since it was stored
+    if not ok or user is None or not user.active:
+        login_throttle.fail(key)
+        raise AuthError("用户名或密码错误 / wrong user name or password")
+    login_throttle.reset(key)
+    return user
+
+
+def issue_token(session: Session, *, user: User, ttl: timedelta, label: str | None = None,
+                now: datetime | None = None) -> tuple[str, ApiToken]:
+    now = now or utcnow()
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    rec = ApiToken(user_id=user.id, token_hash=token_digest(token), label=(label or "")[:100] or None,
+                   created_at=now, expires_at=now + ttl)
+    session.add(rec)
+    session.flush()
+    return token, rec
+
+
+def resolve_token(session: Session, token: str, *, now: datetime | None = None) -> Principal | None:
+    """The principal a bearer token stands for, or None (unknown, expired, revoked, user inactive)."""
+    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    now = now or utcnow()
+    row = session.execute(select(ApiToken, User).join(User, ApiToken.user_id == User.id)
+                          .where(ApiToken.token_hash == token_digest(token))).first()
+    if row is None:
+        return None
+    tok, user = row
+    if tok.revoked_at is not None or tok.expires_at <= now or not user.active:
+        return None
+    if tok.last_used_at is None or now - tok.last_used_at > LAST_USED_RESOLUTION:
+        tok.last_used_at = now
+        session.commit()
+    return Principal(name=user.username, role=user.role, unit_type=user.unit_type, user_id=user.id)
+
+
+def revoke_token(session: Session, token: str, *, now: datetime | None = None) -> bool:
+    n = session.execute(update(ApiToken).where(ApiToken.token_hash == token_digest(token),
+                                               ApiToken.revoked_at.is_(None))
+                        .values(revoked_at=now or utcnow())).rowcount
+    return bool(n)
+
+
+def revoke_tokens(session: Session, *, user_id: int, now: datetime | None = None) -> int:
+    return session.execute(update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+                           .values(revoked_at=now or utcnow())).rowcount
