@@ -43,6 +43,7 @@ class Subtype:
 class Taxonomy:
     version: str
     types: dict[str, dict] = field(default_factory=dict)  # code -> {name, description, keywords}
+    environmental_signals: dict[str, float] = field(default_factory=dict)
     subtypes: dict[str, Subtype] = field(default_factory=dict)
 
     @property
@@ -84,7 +85,8 @@ class Taxonomy:
 
 def load_taxonomy(path: Path) -> Taxonomy:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    tax = Taxonomy(version=str(data.get("version", "unversioned")))
+    tax = Taxonomy(version=str(data.get("version", "unversioned")),
+                   environmental_signals=_parse_keywords(data.get("environmental_signals")))
     for code, t in data["types"].items():
         tax.types[code] = {"name": t["name"], "description": t.get("description", ""),
                            "keywords": _parse_keywords(t.get("keywords"))}

@@ -71,6 +71,13 @@ class KeywordMember:
         for j, s in enumerate(self.labels.subtypes):
             t = self.tax.type_of(s) if s else NOT_ENV
             typ[self.labels.types.index(t)] += sub[j]
+        env = 0.0
+        for word, weight in self.tax.environmental_signals.items():
+            if word.lower() in text:
+                env += weight
+                hits.append(word)
+        if env:
+            typ += env * np.array([t != NOT_ENV for t in self.labels.types], dtype=float)
         return typ, sub, hits
 
     def predict(self, text: str) -> tuple[np.ndarray, np.ndarray]:

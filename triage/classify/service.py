@@ -35,7 +35,7 @@ LOW_CONFIDENCE = 0.6
 WEIGHTS = {"linear": 1.0, "neighbours": 1.0, "keywords": 1.0, "prototypes": 1.0,
            "regulations": 1.0}
 # How far the nearest past case may be before history stops being trusted (cosine, e5 passages).
-TRUST_FULL, TRUST_NONE = 0.93, 0.86
+TRUST_FULL, TRUST_NONE = 0.95, 0.88
 MIN_TRUST = 0.25
 # History overrules a routing rule for a kind of complaint only with enough cases that clearly agree.
 HISTORY_MIN_CASES = 5
