@@ -94,7 +94,9 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
             loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
             parts.append(f"{loc}: {err.get('msg', '')}")
         detail = "请求格式不正确 / invalid request: " + "; ".join(parts)
-        return error_response(request.url.path, 422, detail, extra={"errors": jsonable_encoder(exc.errors())})
+        # Not the offending input itself: it may be huge, or NaN (which JSON cannot carry).
+        errors = [{k: err[k] for k in ("type", "loc", "msg") if k in err} for err in exc.errors()]
+        return error_response(request.url.path, 422, detail, extra={"errors": jsonable_encoder(errors)})
 
     from triage.api.complaints import router as complaints_router
     from triage.api.metrics import router as metrics_router

@@ -21,8 +21,11 @@ HTTP_ZH = {
 }
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive``: FastAPI re-raises HTTPExceptions met while reading a body (others become 400)."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"请求体过大（上限 {limit} 字节） / request body larger than {limit} bytes")
 
 
 class BodySizeLimit:
@@ -53,7 +56,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.limit)
             return message
 
         async def tracking_send(message):

@@ -10,9 +10,10 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ COLUMNS = ("order_id", "text", "title", "reply", "pollution_type", "subtype", "u
 MAX_TEXT = 20_000
 MAX_REPLY_STORED = 4_000  # Chroma metadata stays small; the full reply lives in the database for our own cases
 EMBED_BATCH = 64
+# As at intake: C0/C1 controls but tab and newlines, bidi overrides, lone surrogates, non-characters.
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+                        "\ufffe\uffff]")
 
 
 @dataclass
@@ -75,11 +79,28 @@ class CaseFileError(ValueError):
 
 
 def _decode(raw: bytes) -> str:
-    for enc in ("utf-8-sig", "gb18030"):
-        try:
-            return raw.decode(enc)
-        except UnicodeDecodeError:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    # Not UTF-8 as a whole. If some lines are UTF-8 and others not, the file was pasted together from two
+    # encodings: decoding it all as GB18030 would silently garble the UTF-8 rows.
+    utf8_lines = bad_line = 0
+    for n, line in enumerate(raw.splitlines(), start=1):
+        if line.isascii():
             continue
+        try:
+            line.decode("utf-8")
+            utf8_lines += 1
+        except UnicodeDecodeError:
+            bad_line = bad_line or n
+    if utf8_lines and bad_line:
+        raise CaseFileError(f"文件混用了 UTF-8 与其他编码（第{bad_line}行不是 UTF-8），请统一另存为 UTF-8 / "
+                            f"mixed encodings: line {bad_line} is not UTF-8 while others are")
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        pass
     raise CaseFileError("文件编码无法识别（应为 UTF-8 或 GB18030） / file is neither UTF-8 nor GB18030")
 
 
@@ -90,11 +111,21 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         text = _decode(path.read_bytes())
         if "\x00" in text:
             raise CaseFileError("文件含二进制内容，不是CSV / file contains binary data, not CSV")
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        if not reader.fieldnames or "text" not in [f.strip() for f in reader.fieldnames]:
-            raise CaseFileError("缺少必需的列 text / required column 'text' is missing")
-        for i, rec in enumerate(reader, start=2):
-            yield i, {(k or "").strip(): v for k, v in rec.items()}
+        # strict: an unterminated quote is an error, not a field that swallows the rest of the file
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        try:
+            if not reader.fieldnames or "text" not in [f.strip() for f in reader.fieldnames]:
+                raise CaseFileError("缺少必需的列 text / required column 'text' is missing")
+            for i, rec in enumerate(reader, start=2):
+                if None in rec:  # more cells than the header: an unquoted comma split the row
+                    yield i, {"__error__": "列数多于表头（内容里的逗号可能未加引号） / more cells than the header "
+                                           "(an unquoted comma?)"}
+                    continue
+                yield i, {(k or "").strip(): v for k, v in rec.items()}
+        except csv.Error as exc:
+            line = reader.line_num + 1  # the record after the last one read whole
+            raise CaseFileError(f"CSV 格式错误（约第{line}行，如引号未闭合）：{exc} / broken CSV near line {line} "
+                                f"(an unclosed quote?): {exc}") from exc
     elif suffix in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
 
@@ -120,6 +151,9 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield i, {"__error__": f"JSON 格式错误 / invalid JSON: {exc.msg}"}
+                continue
+            except RecursionError:
+                yield i, {"__error__": "JSON 嵌套过深 / JSON nested too deeply"}
                 continue
             yield i, rec if isinstance(rec, dict) else {"__error__": "每行应为一个JSON对象 / each line must be an object"}
     else:
@@ -151,8 +185,11 @@ def validate_record(row: int, rec: dict[str, Any]) -> CaseRow | RowError:
         return RowError(row, "text 为空 / text is empty")
     if len(text) > MAX_TEXT:
         return RowError(row, f"text 超过 {MAX_TEXT} 字 / text longer than {MAX_TEXT} characters")
-    if text.startswith(("=", "+", "@")) and len(text) < 300 and "(" in text:
+    if text.startswith(("=", "+", "@")) and len(text) < 300 and any(c in text for c in "(|!"):
         return RowError(row, "text 看起来是表格公式，不是投诉内容 / text looks like a spreadsheet formula")
+    bad = _BAD_CHARS.search(text)
+    if bad:
+        return RowError(row, f"text 含控制字符 U+{ord(bad.group()):04X} / text contains a control character")
     ptype, subtype, unit = _cell(rec, "pollution_type"), _cell(rec, "subtype"), _cell(rec, "unit_type")
     if ptype and ptype not in tax.types:
         return RowError(row, f"未知的 pollution_type '{ptype}' / unknown pollution_type")
@@ -167,9 +204,12 @@ def validate_record(row: int, rec: dict[str, Any]) -> CaseRow | RowError:
     occurred = _cell(rec, "occurred_at")
     if occurred:
         try:
-            occurred = dateparser.parse(occurred).isoformat()
+            parsed = dateparser.parse(occurred)
         except (ValueError, OverflowError):
             return RowError(row, f"无法识别的日期 '{occurred}' / unparseable occurred_at")
+        if parsed.replace(tzinfo=None) > datetime.now() + timedelta(days=1):
+            return RowError(row, f"occurred_at '{occurred}' 晚于今天 / occurred_at is in the future")
+        occurred = parsed.isoformat()
     order_id = _cell(rec, "order_id") or stable_id(text)
     return CaseRow(row=row, order_id=order_id, text=text, pollution_type=ptype, subtype=subtype,
                    unit_type=unit, unit_raw=_cell(rec, "unit_raw"), reply=_cell(rec, "reply"),

@@ -308,6 +308,9 @@ def parse_day(value: str | None, name: str) -> date | None:
     if value is None or value == "":
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as exc:
         raise InvalidInput(f"{name} 日期格式应为 YYYY-MM-DD：{value!r} / {name} must be YYYY-MM-DD") from exc
+    if not 1970 <= day.year <= 2200:
+        raise InvalidInput(f"{name} 日期超出范围（1970–2200 年）：{value!r} / {name} out of range")
+    return day

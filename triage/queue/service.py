@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT = 20_000
 MAX_FIELD = 500
-FUTURE_TOLERANCE = timedelta(minutes=10)  # clocks of call-centre PCs drift; more than this is an input error
+FUTURE_TOLERANCE = timedelta(minutes=10)
+MAX_EXTENSION = timedelta(days=366)  # clocks of call-centre PCs drift; more than this is an input error
 SYSTEM = "system"
 
 # Generic names of the unit kinds (LABELS.md), used when the jurisdiction's routing cannot name the unit.
@@ -141,7 +142,12 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=TZ) if dt.tzinfo is None else dt
 
 
+MAX_ID = 2**63 - 1  # larger ids cannot be bound (SQLite, PostgreSQL bigint): no such complaint
+
+
 def _lock(session: Session, complaint_id: int) -> Complaint:
+    if not 0 < complaint_id <= MAX_ID:
+        raise NotFound(f"投诉 {complaint_id} 不存在 / complaint {complaint_id} not found")
     c = session.scalars(
         select(Complaint).where(Complaint.id == complaint_id).with_for_update()
         .execution_options(populate_existing=True)
@@ -185,13 +191,28 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+# Control characters (NUL cannot even be stored on PostgreSQL), lone surrogates (not encodable), bidi overrides
+# (they disguise text), non-characters. Tab, newline and carriage return are ordinary text.
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+                        "\ufffe\uffff]")
+_INVISIBLE = re.compile("[\s\u200b-\u200f\u2060-\u2064\ufeff\u3000]+")
+
+
+def _check_chars(v: str, field: str) -> str:
+    bad = _BAD_CHARS.search(v)
+    if bad:
+        raise InvalidInput(f"{field} 含不可见的控制字符 U+{ord(bad.group()):04X}（第 {bad.start() + 1} 个字符） / "
+                           f"{field} contains the control character U+{ord(bad.group()):04X}")
+    return v
+
+
 def _require_text(value: str | None, field: str, zh: str, max_len: int = MAX_TEXT) -> str:
     v = (value or "").strip()
-    if not v:
+    if not _INVISIBLE.sub("", v):
         raise InvalidInput(f"{field} 不能为空（{zh}） / {field} must not be empty")
     if len(v) > max_len:
         raise InvalidInput(f"{field} 超过 {max_len} 字 / {field} longer than {max_len} characters")
-    return v
+    return _check_chars(v, field)
 
 
 def _optional_text(value: str | None, field: str, max_len: int = MAX_FIELD) -> str | None:
@@ -200,7 +221,7 @@ def _optional_text(value: str | None, field: str, max_len: int = MAX_FIELD) -> s
     v = str(value).strip()
     if len(v) > max_len:
         raise InvalidInput(f"{field} 超过 {max_len} 字 / {field} longer than {max_len} characters")
-    return v or None
+    return _check_chars(v, field) or None
 
 
 def default_unit_name(unit_type: str) -> str:
@@ -244,6 +265,8 @@ def _default_subtype(pollution_type: str) -> str:
 
 
 def get_complaint(session: Session, complaint_id: int) -> Complaint:
+    if not 0 < complaint_id <= MAX_ID:
+        raise NotFound(f"投诉 {complaint_id} 不存在 / complaint {complaint_id} not found")
     c = session.scalars(
         select(Complaint).where(Complaint.id == complaint_id).options(
             selectinload(Complaint.suggestions), selectinload(Complaint.assignments),
@@ -275,6 +298,8 @@ def intake(session: Session, *, text: str, occurred_at: datetime | None = None, 
     now = _now(now)
     sla = sla or get_sla()
     text_v = _require_text(text, "text", "投诉内容")
+    if occurred_at is not None and occurred_at.year < 1970:
+        raise InvalidInput("occurred_at 早于 1970 年，不可能 / occurred_at before 1970 is not plausible")
     occurred = _aware(occurred_at)
     if occurred is not None and occurred > now + FUTURE_TOLERANCE:
         raise InvalidInput("occurred_at 不能晚于当前时间 / occurred_at must not be in the future")
@@ -599,8 +624,10 @@ def extend(session: Session, *, complaint_id: int, actor: str, reason: str,
     else:
         try:
             new = parse_deadline(deadline)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidInput(f"无法识别的期限 {deadline!r} / unparseable deadline") from exc
+        if new > now + MAX_EXTENSION:
+            raise InvalidInput("新期限不能超过一年 / the new deadline must be within a year")
         note = sla.note_for(new, now)
     if new <= a.deadline:
         raise InvalidInput("新期限须晚于原期限 / the new deadline must be later than the current one",
