@@ -122,4 +122,6 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    from triage.web.routes import mount_web  # the Chinese web pages (/, /complaints/…, /dashboard…) and /static
+    mount_web(app)
     return app
