@@ -22,10 +22,10 @@ import json
 import math
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from xml.etree import ElementTree as ET
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -42,6 +42,8 @@ router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
 FORMATS = ("json", "xml")
 MAX_RESULTS = 1000
+# The schema names the two formats (clients and fuzzers pick them); any other answers 404 in Open311's format.
+Fmt = Annotated[str, Path(description="json 或 xml", json_schema_extra={"enum": list(FORMATS)})]
 DEFAULT_WINDOW = timedelta(days=90)
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -130,7 +132,7 @@ def _services(settings: Settings) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------------ routes
 @router.get("/discovery.{fmt}", summary="Open311 discovery")
-def discovery(fmt: str, request: Request) -> Response:
+def discovery(fmt: Fmt, request: Request) -> Response:
     fmt = _fmt(fmt)
     base = str(request.base_url).rstrip("/") + "/open311/v2/"
     row = {"changeset": "2026-11-28T00:00:00+08:00", "contact": "12345 环境投诉分拣系统管理员",
@@ -141,7 +143,7 @@ def discovery(fmt: str, request: Request) -> Response:
 
 
 @router.get("/services.{fmt}", summary="服务类型（投诉小类） / service list")
-def services(fmt: str, jurisdiction_id: str | None = Query(default=None),
+def services(fmt: Fmt, jurisdiction_id: str | None = Query(default=None),
              settings: Settings = Depends(get_settings_dep)) -> Response:
     fmt = _fmt(fmt)
     check_jurisdiction(jurisdiction_id, settings)
@@ -149,7 +151,7 @@ def services(fmt: str, jurisdiction_id: str | None = Query(default=None),
 
 
 @router.get("/services/{service_code}.{fmt}", summary="服务定义 / service definition")
-def service_definition(service_code: str, fmt: str, jurisdiction_id: str | None = Query(default=None),
+def service_definition(service_code: str, fmt: Fmt, jurisdiction_id: str | None = Query(default=None),
                        settings: Settings = Depends(get_settings_dep)) -> Response:
     fmt = _fmt(fmt)
     check_jurisdiction(jurisdiction_id, settings)
@@ -224,7 +226,7 @@ def _datetime(value: str | None, name: str) -> datetime | None:
              openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
                  "type": "object", "required": ["service_code", "description"],
                  "properties": {k: {"type": "string"} for k in FIELDS}}}}}})
-def post_request(fmt: str, form: dict[str, str] = Depends(request_form), session: Session = Depends(get_session),
+def post_request(fmt: Fmt, form: dict[str, str] = Depends(request_form), session: Session = Depends(get_session),
                  settings: Settings = Depends(get_settings_dep), triager: Any = Depends(get_triager),
                  now: datetime = Depends(get_now), sla: Sla = Depends(get_sla_dep),
                  actor: str = Depends(get_actor)) -> Response:
@@ -323,7 +325,7 @@ def _ids(value: str | None) -> list[int] | None:
 
 
 @router.get("/requests.{fmt}", summary="查询投诉 / service requests")
-def get_requests(fmt: str, jurisdiction_id: str | None = Query(default=None),
+def get_requests(fmt: Fmt, jurisdiction_id: str | None = Query(default=None),
                  service_request_id: str | None = Query(default=None, description="逗号分隔的编号"),
                  service_code: str | None = Query(default=None, description="逗号分隔的小类编码"),
                  start_date: str | None = Query(default=None, description="ISO 8601"),
@@ -364,7 +366,7 @@ def get_requests(fmt: str, jurisdiction_id: str | None = Query(default=None),
 
 
 @router.get("/requests/{service_request_id}.{fmt}", summary="查询单件投诉 / one service request")
-def get_request(service_request_id: str, fmt: str, jurisdiction_id: str | None = Query(default=None),
+def get_request(service_request_id: str, fmt: Fmt, jurisdiction_id: str | None = Query(default=None),
                 session: Session = Depends(get_session), settings: Settings = Depends(get_settings_dep),
                 scope: str | None = Depends(get_unit_scope)) -> Response:
     fmt = _fmt(fmt)
