@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 # Thresholds, all in one place (0–100 rapidfuzz scores). Calibrated on data/cases/haikou12345_env_dev.csv
 # (bench/calibrate_duplicates.py prints the table): its 45 labelled duplicate pairs all score text ≥ 99 (re-recorded
@@ -186,6 +186,7 @@ def find_duplicate(session: Session, complaint, *, window: timedelta = DUPLICATE
             Complaint.received_at >= since,
             Complaint.received_at <= complaint.received_at,
         ).order_by(Complaint.received_at.desc()).limit(2000)
+        .options(selectinload(Complaint.suggestions))  # _labels reads them: one query, not one per candidate
     ).all()
     best: Match | None = None
     mine = _type_of(complaint)
@@ -217,6 +218,7 @@ def find_relapse(session: Session, complaint, *, window: timedelta = RELAPSE_WIN
             Complaint.closed_at >= since,
             Complaint.closed_at <= complaint.received_at,
         ).order_by(Complaint.closed_at.desc()).limit(5000)
+        .options(selectinload(Complaint.suggestions))
     ).all()
     best: Match | None = None
     mine, my_sub = _labels(complaint)
