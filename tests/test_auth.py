@@ -38,7 +38,7 @@ def token_app(tmp_path, triager, clock, sink):
     from triage.api.app import create_app
 
     app = create_app(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'auth.db'}",
-                              auth_mode="token"), retry_on_startup=False)
+                              auth_mode="token", demo_data=False), retry_on_startup=False)
     app.dependency_overrides[deps.get_triager] = lambda: triager
     app.dependency_overrides[deps.get_drafter] = lambda: fake_drafter
     app.dependency_overrides[deps.get_case_sink] = lambda: sink.append
@@ -232,17 +232,45 @@ def test_dispatcher_approves_a_units_reply(anon, h):
 
 
 def test_every_route_has_a_permission_rule(token_app):
-    """A new /api or /open311 route must be classified in permissions.ROUTES (token mode refuses it otherwise)."""
+    """A new route (API, Open311 or web page) must be classified in permissions.ROUTES: token mode refuses an
+    unclassified one, so this test names it first."""
     from fastapi.routing import APIRoute
 
     missing = []
     for route in token_app.routes:
-        if isinstance(route, APIRoute) and route.path.startswith(("/api/", "/open311/")):
+        if isinstance(route, APIRoute):
             for method in route.methods - {"HEAD", "OPTIONS"}:
                 if (method, route.path) not in ROUTES:
                     missing.append(f"{method} {route.path}")
     assert missing == []
     assert all(p is None or p in PERMISSIONS for p in ROUTES.values())
+
+
+def test_web_pages_follow_the_same_roles(anon, h, token_app):
+    """The web pages ask get_actor; in token mode that checks the page's permission and the unit."""
+    mine = _intake_assigned(anon, h, FUMES)  # urban_management
+    theirs = _intake_assigned(anon, h, SEWAGE)  # water_affairs
+    waiting = anon.post("/api/complaints", json={"text": FUMES + "另一处"}, headers=h["disp"]).json()["id"]
+    assert anon.get("/queue").status_code == 401
+    assert anon.get("/queue", headers=h["disp"]).status_code == 200
+    assert anon.get("/queue", headers=h["cg"]).status_code == 403  # lists are not filtered by unit yet
+    assert anon.get(f"/complaints/{mine}", headers=h["cg"]).status_code == 200
+    assert anon.get(f"/complaints/{theirs}", headers=h["cg"]).status_code == 404
+    assert anon.get("/dashboard", headers=h["boss"]).status_code == 200
+    assert anon.get("/import", headers=h["disp"]).status_code == 403
+    r = anon.post(f"/complaints/{waiting}/assign", data={"action": "accept"}, headers=h["boss"],
+                  follow_redirects=False)
+    assert r.status_code == 403
+    r = anon.post(f"/complaints/{theirs}/return", data={"reason": "不归我们"}, headers=h["cg"],
+                  follow_redirects=False)
+    assert r.status_code == 404
+    state = {cid: anon.get(f"/api/complaints/{cid}", headers=h["boss"]).json()["complaint"]["status"]
+             for cid in (waiting, theirs)}
+    assert state == {waiting: "triaged", theirs: "assigned"}  # nothing happened
+    r = anon.post(f"/complaints/{waiting}/assign", data={"action": "accept"}, headers=h["disp"],
+                  follow_redirects=False)
+    assert r.status_code in (200, 303)
+    assert anon.get(f"/api/complaints/{waiting}", headers=h["disp"]).json()["complaint"]["status"] == "assigned"
 
 
 # ------------------------------------------------------------------------------------- dev mode, CLI

@@ -1,7 +1,9 @@
 """Who may call what: one table from (method, route) to a permission, one table from permission to roles.
 
-Every route under /api and /open311 must appear in ROUTES (tests/test_auth.py fails otherwise); a route that
-is missing is refused in token mode (fail closed). ``None`` = no login needed.
+Every route under /api and /open311, and every web page, must appear in ROUTES (tests/test_auth.py fails
+otherwise); a route that is missing is refused in token mode (fail closed). ``None`` = no login needed.
+The check runs when a route first asks who the caller is (``get_principal``, behind ``get_actor``), and for the
+/api and /open311 routers in any case (``authorize``).
 
 Unit staff are further limited to their own unit's cases (``UNIT_SCOPED``): they read a complaint that was ever
 assigned to their unit kind, act only on one assigned to it now, and their queue is filtered to it.
@@ -16,6 +18,7 @@ D, U, M, A = Role.dispatcher.value, Role.unit_staff.value, Role.manager.value, R
 PERMISSIONS: dict[str, frozenset[str]] = {
     "complaints.create": frozenset({D, A}),
     "complaints.read": frozenset({D, U, M, A}),
+    "complaints.read_all": frozenset({D, M, A}),  # lists that are not (yet) filtered to a unit
     "complaints.assign": frozenset({D, A}),  # assign, merge, reopen, triage retry: the dispatcher's desk
     "complaints.work": frozenset({U, A}),  # draft, reply, return, extend: the unit's work
     "complaints.close": frozenset({D, U, A}),  # the unit closes, or the dispatcher approves a reply
@@ -63,6 +66,28 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("GET", "/open311/v2/requests.{fmt}"): "complaints.read",
     ("POST", "/open311/v2/requests.{fmt}"): "complaints.create",
     ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"): "complaints.read",
+    # The web pages (triage/web/routes.py). They ask get_actor, which checks these in token mode. List pages
+    # show every unit's cases, so unit staff are kept out of them until the pages filter by unit.
+    ("GET", "/"): "complaints.read_all",
+    ("GET", "/queue"): "complaints.read_all",
+    ("POST", "/queue/accept"): "complaints.assign",
+    ("GET", "/complaints/new"): "complaints.create",
+    ("POST", "/complaints/new"): "complaints.create",
+    ("GET", "/complaints/{complaint_id}"): "complaints.read",
+    ("POST", "/complaints/{complaint_id}/assign"): "complaints.assign",
+    ("POST", "/complaints/{complaint_id}/merge"): "complaints.assign",
+    ("POST", "/complaints/{complaint_id}/reopen"): "complaints.assign",
+    ("POST", "/complaints/{complaint_id}/draft"): "complaints.work",
+    ("POST", "/complaints/{complaint_id}/reply"): "complaints.work",
+    ("POST", "/complaints/{complaint_id}/return"): "complaints.work",
+    ("POST", "/complaints/{complaint_id}/extend"): "complaints.work",
+    ("POST", "/complaints/{complaint_id}/close"): "complaints.close",
+    ("GET", "/dashboard"): "metrics.read",
+    ("GET", "/dashboard.csv"): "metrics.read",
+    ("GET", "/report"): "metrics.read",
+    ("GET", "/knowledge"): "knowledge.read",
+    ("GET", "/import"): "knowledge.manage",
+    ("POST", "/import"): "knowledge.manage",
 }
 
 
