@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from functools import lru_cache
 
 import pytest
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# TRIAGE_TEST_POSTGRES points the tests elsewhere (e.g. a closed port, to see them skip).
+PG = os.environ.get("TRIAGE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @lru_cache(maxsize=1)
@@ -18,7 +20,11 @@ def reachable() -> bool:
     try:
         import psycopg
 
-        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", connect_timeout=2):
+        from sqlalchemy.engine import make_url
+
+        url = make_url(PG)
+        with psycopg.connect(host=url.host, port=url.port or 5432, dbname=url.database, user=url.username,
+                             password=url.password, connect_timeout=2):
             return True
     except Exception:  # noqa: BLE001
         return False

@@ -9,27 +9,15 @@ import uuid
 
 import pytest
 from conftest import bj
+from postgres_support import PG, reachable
 from sqlalchemy import func, select, text
 
 from triage.settings import Settings
 
 pytestmark = pytest.mark.postgres
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _reachable() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", connect_timeout=2):
-            return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
-if not _reachable():
-    pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432", allow_module_level=True)
+if not reachable():
+    pytest.skip("PostgreSQL is not reachable (127.0.0.1:5432 or TRIAGE_TEST_POSTGRES)", allow_module_level=True)
 
 
 @pytest.fixture
