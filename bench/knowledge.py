@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--cases", type=Path, default=SHARED / "cases" / "haikou12345_env_dev.csv")
     ap.add_argument("--laws", type=Path, default=SHARED / "laws")
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=160)
     settings = Settings()
     embedder = get_embedder(settings)
     rows = []

@@ -111,7 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     if not HAIKOU.exists():
         sys.exit(f"{HAIKOU} is absent: this benchmark needs ../shared/data")
-    console = Console()
+    console = Console(width=160)
     settings = Settings()
     emb = CachedEmbedder(get_embedder(settings))
     with open(HAIKOU, encoding="utf-8") as f:
