@@ -873,3 +873,166 @@ def in_force(meta: dict[str, Any], on: date) -> bool:
     if eff and on < eff:
         return False
     return not (rep and on >= rep)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Law names, article numbers and citations as people write them (replies, LLM output, drafting)
+# ---------------------------------------------------------------------------------------------------------------
+# Short forms people write for the big laws.
+LAW_ALIASES = {
+    "环保法": "环境保护法",
+    "环评法": "环境影响评价法",
+    "大气法": "大气污染防治法",
+    "水污法": "水污染防治法",
+    "固废法": "固体废物污染环境防治法",
+    "噪声法": "噪声污染防治法",
+    "土壤法": "土壤污染防治法",
+}
+_TEXT_NUM_CHARS = "零〇○一二三四五六七八九十百千两0-9０-９"
+_WIDE = str.maketrans("０１２３４５６７８９○", "0123456789〇")
+
+
+def normalize_law(name: str) -> str:
+    """A law title without 《》, the 中华人民共和国 prefix, a version suffix or spaces.
+
+    '《中华人民共和国大气污染防治法》（2018年修正）' → '大气污染防治法'
+    """
+    s = re.sub(r"\s+", "", name or "").lstrip("《〈<\"“")
+    s = re.sub(r"[（(][^）)]*[）)]$", "", s)  # (2018年修正) / (2022-11-30)
+    s = s.strip("《》〈〉<>\"“”")
+    return short_title(s)
+
+
+def law_key(name: str) -> str:
+    """The key two spellings of one law share: normalize_law, then the usual short forms (大气法 → 大气污染防治法)."""
+    key = normalize_law(name)
+    return LAW_ALIASES.get(key, key)
+
+
+def article_no(label: str | int | None) -> int | None:
+    """'第八十七条' / '第87条' / '87' / 87 → 87; None when there is no number."""
+    if label is None:
+        return None
+    if isinstance(label, int):
+        return label
+    m = re.search(rf"第?([{_TEXT_NUM_CHARS}]+)条?", str(label))
+    if not m:
+        return None
+    try:
+        return cn_to_int(m.group(1).translate(_WIDE))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class TextCitation:
+    law: str  # as written, without 《》
+    article_no: int
+    span: tuple[int, int]  # where 《law》…第N条 sits in the text
+
+    @property
+    def article(self) -> str:
+        return article_label(self.article_no)
+
+
+_TNUM = rf"[{_TEXT_NUM_CHARS}]+"
+# 《law》, optional （version）, optional 的/规定/相关规定, then 第N条 (…款/项), then more 、第M条.
+_TEXT_CITE = re.compile(
+    rf"《([^《》]{{2,60}})》\s*(?:[（(][^）)]{{0,20}}[）)])?\s*(?:的|中|之)?(?:相关)?(?:规定)?\s*"
+    rf"(第{_TNUM}条(?:第{_TNUM}[款项])*(?:\s*[、，,和及与或]\s*第{_TNUM}条(?:第{_TNUM}[款项])*)*)"
+)
+_TEXT_ART = re.compile(rf"第({_TNUM})条")
+
+
+def find_citations(text: str) -> list[TextCitation]:
+    """Every 《…》第…条 reference in free text, one entry per article (第三十条、第三十一条 → two)."""
+    out: list[TextCitation] = []
+    for m in _TEXT_CITE.finditer(text or ""):
+        law = m.group(1).strip()
+        if not re.search(r"(法|法典|条例|办法|规定|规则|细则|决定)$", law):
+            continue  # 《声环境质量标准》… and similar are not statutes with articles
+        for a in _TEXT_ART.finditer(m.group(2)):
+            n = article_no(a.group(1))
+            if n:
+                out.append(TextCitation(law=law, article_no=n, span=(m.start(), m.end())))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Law-level dates: is a citation of this law valid on a given day?
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LawDates:
+    """A law's window as a whole: first entry into force (any version) until repealed, and what replaced it.
+
+    ``numbered_since``: when the article numbering of the text we hold took effect (the last revision that
+    renumbered the law); article-level citations of that text are valid from then on.
+    """
+
+    effective: date | None
+    repealed: date | None = None
+    successor: str | None = None
+    numbered_since: date | None = None
+
+
+# First entry into force of the laws that complaint replies cite (short titles). Repeals by the Code come from
+# KNOWN_REPEALS; the two earlier replacements are listed here.
+_FIRST_IN_FORCE: dict[str, date] = {
+    "生态环境法典": CODE_EFFECTIVE,
+    "环境保护法": date(1989, 12, 26),
+    "环境影响评价法": date(2003, 9, 1),
+    "海洋环境保护法": date(1983, 3, 1),
+    "大气污染防治法": date(1988, 6, 1),
+    "水污染防治法": date(1984, 11, 1),
+    "土壤污染防治法": date(2019, 1, 1),
+    "固体废物污染环境防治法": date(1996, 4, 1),
+    "噪声污染防治法": date(2022, 6, 5),
+    "环境噪声污染防治法": date(1997, 3, 1),
+    "放射性污染防治法": date(2003, 10, 1),
+    "清洁生产促进法": date(2003, 1, 1),
+    "治安管理处罚法": date(2006, 3, 1),
+    "行政处罚法": date(1996, 10, 1),
+    "道路交通安全法": date(2004, 5, 1),
+    "城市市容和环境卫生管理条例": date(1992, 8, 1),
+    "信访工作条例": date(2022, 5, 1),
+    "信访条例": date(2005, 5, 1),
+    "排污许可管理条例": date(2021, 3, 1),
+    "城镇排水与污水处理条例": date(2014, 1, 1),
+    "畜禽规模养殖污染防治条例": date(2014, 1, 1),
+    "建设项目环境保护管理条例": date(1998, 11, 29),
+}
+_REPLACED: dict[str, tuple[date, str]] = {
+    "环境噪声污染防治法": (date(2022, 6, 5), f"{PRC}噪声污染防治法"),
+    "信访条例": (date(2022, 5, 1), "信访工作条例"),
+}
+# When the numbering of the repealed single laws' last texts (../shared/data/laws/repealed) took effect.
+_NUMBERED_SINCE: dict[str, date] = {
+    "环境保护法": date(2015, 1, 1),
+    "大气污染防治法": date(2016, 1, 1),  # 2015 revision; the 2018 amendment kept the numbers
+    "水污染防治法": date(2018, 1, 1),
+    "土壤污染防治法": date(2019, 1, 1),
+    "固体废物污染环境防治法": date(2020, 9, 1),
+    "噪声污染防治法": date(2022, 6, 5),
+}
+
+
+def law_dates(name: str) -> LawDates | None:
+    """The window of a law we know (any spelling of its title); None for others (a local regulation, say)."""
+    key = law_key(name)
+    first = _FIRST_IN_FORCE.get(key)
+    if first is None:
+        return None
+    repealed = KNOWN_REPEALS.get(full_title(key))
+    successor = CODE_TITLE if repealed else None
+    if key in _REPLACED:
+        repealed, successor = _REPLACED[key]
+    numbered = _NUMBERED_SINCE.get(key) or KNOWN_EFFECTIVE.get(full_title(key)) or first
+    return LawDates(first, repealed, successor, numbered)
+
+
+def law_in_force(name: str, on: date) -> bool | None:
+    """True / False for a law we know; None when we cannot judge."""
+    d = law_dates(name)
+    if d is None:
+        return None
+    return in_force({"effective": d.effective, "repealed": d.repealed}, on)
