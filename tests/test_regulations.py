@@ -266,7 +266,7 @@ topic: 测试主题
 def test_project_digest_is_well_formed():
     files = sorted(DIGEST_DIR.glob("*.md"))
     entries = [e for f in files if f.name != "README.md" for e in parse_digest(f.read_text("utf-8"), name=f.stem)]
-    assert 40 <= len(entries) <= 70
+    assert 40 <= len(entries) <= 100  # 70 + the articles the drafter needs (triage.drafting.basis reads them)
     assert all(e.text and e.title and e.effective for e in entries)
     topics = " ".join(e.title + e.topic for e in entries)
     for needed in ("夜间施工", "广场舞", "装修", "高音喇叭", "改装", "扬尘", "油烟", "焚烧", "挥发性有机物", "暗管",
