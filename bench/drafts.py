@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from triage.drafting.lawfiles import LawLibrary  # noqa: E402
-from triage.drafting.laws import as_date, parse_citations  # noqa: E402
+from triage.drafting.dates import as_date  # noqa: E402
+from triage.kb.regulations import find_citations  # noqa: E402
 from triage.drafting.quality import PARTS, PLACEHOLDER_RE, check_draft, relevance  # noqa: E402
 from triage.drafting.service import draft_reply  # noqa: E402
 from triage.drafting.types import DraftRequest  # noqa: E402
@@ -84,7 +85,7 @@ class Column:
         out["median score"] = statistics.median(scores)
         out["placeholder rate"] = sum(bool(PLACEHOLDER_RE.search(t)) for t in self.texts) / n
         out["mean relevance"] = statistics.mean(self.relevances)
-        out["cites an article"] = sum(bool(parse_citations(t)) for t in self.texts) / n
+        out["cites an article"] = sum(bool(find_citations(t)) for t in self.texts) / n
         bad = [sum(1 for p in r.problems if "失效" in p or "尚未施行" in p or "疑为虚构" in p) for r in self.reports]
         out["drafts w/ invalid citation"] = sum(1 for b in bad if b) / n
         out["drafts w/ unverifiable citation"] = sum(any(p.startswith("提示：") for p in r.problems)

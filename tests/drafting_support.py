@@ -1,7 +1,7 @@
 """Shared helpers for the drafting tests: where the shared data is, and a few real articles.
 
-The articles are read from the statute markdown in ../shared/data/laws with our own small parser
-(triage.drafting.lawfiles), so these tests do not depend on the knowledge-base ingest.
+The articles are read from the statute markdown in ../shared/data/laws by the knowledge base's parser, held in
+memory (triage.drafting.lawfiles.LawLibrary), so these tests do not depend on the knowledge-base ingest.
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ from drafting_support import (
     read_csv,
     real_articles,
 )
-from triage.drafting.laws import article_no, parse_citations
 from triage.drafting.quality import PARTS, PLACEHOLDER_RE, check_draft
 from triage.drafting.service import draft_reply
 from triage.drafting.template import template_draft
 from triage.drafting.types import DraftRequest
+from triage.kb.regulations import article_no, find_citations
 from triage.settings import Settings
 
 pytestmark = [needs_laws, pytest.mark.timeout(120)]
@@ -55,7 +55,7 @@ def _assert_good(draft, complaint: str, facts: date):
     for c in draft.citations:
         rec = lib.get(c.law, article_no(c.article))
         assert rec is not None and rec.in_force(facts), f"{c.law}{c.article} not in force on {facts}"
-    for tc in parse_citations(draft.text):
+    for tc in find_citations(draft.text):
         rec = lib.get(tc.law, tc.article_no)
         assert rec is not None and rec.in_force(facts), f"text cites {tc.law}{tc.article} (not in force {facts})"
     assert not [p for p in report.problems if "疑为虚构" in p or "失效" in p or "尚未施行" in p], report.problems

@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any
 
 from triage.drafting.examples import format_examples
-from triage.drafting.laws import article_label, article_no, law_dates, law_key, parse_citations
+from triage.kb.regulations import article_label, article_no, find_citations, law_dates, law_key
 from triage.drafting.llm import CallStats, LLMUnavailable, bounded_call, make_chat_model, parse_draft_output
 from triage.drafting.prompts import load_prompt
 from triage.drafting.quality import PLACEHOLDER_RE
@@ -107,7 +107,7 @@ def verify_citations(text: str, raw: list[Any], *, articles: list[dict], known, 
 
     # Rewrite text references from the end so earlier spans stay valid.
     spans: dict[tuple[int, int], list[tuple[str, int, bool]]] = {}
-    for tc in parse_citations(text):
+    for tc in find_citations(text):
         spans.setdefault(tc.span, []).append((tc.law, tc.article_no, consider(tc.law, tc.article_no)))
     for (start, end), items in sorted(spans.items(), reverse=True):
         if all(ok for _, _, ok in items):

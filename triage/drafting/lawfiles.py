@@ -1,30 +1,30 @@
-"""Articles straight from law markdown files, and a small retriever over them.
+"""Articles from statute markdown, parsed by the knowledge base's parser, and a small retriever over them.
 
 The knowledge base (Chroma, ``triage.kb``) is the production source of articles. This module is the
 stand-alone fallback used by the benchmark, the tests, and the drafter when the knowledge base is not built:
-it reads the same markdown styles (``**第一条**　…`` and ``第一条 …``) and ranks articles by character n-gram
-TF-IDF, which needs no embedding model.
+``triage.kb.regulations.parse_law_file`` reads the files; articles are ranked by character n-gram TF-IDF,
+which needs no embedding model.
+
+An article's window here is its law's (``triage.kb.regulations.law_dates``: first entry into force until
+repealed), so a 2017 reply citing the air law of its time checks out; for laws kb does not date, the parsed
+text's own ``effective`` / ``repealed``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from triage.drafting.laws import (
-    NUMERAL_CHARS,
+from triage.drafting.dates import as_date, window_contains
+from triage.kb.regulations import (
     article_label,
-    as_date,
-    cn_to_int,
-    dates_in_force,
+    collect_files,
+    is_digest_text,
     law_dates,
     law_key,
+    parse_law_file,
 )
-
-_ARTICLE_START = re.compile(rf"^\s*(?:\*\*)?第([{NUMERAL_CHARS}]+)条(?:\*\*)?[\s　]*(.*)$")
-_EFFECTIVE_RE = re.compile(r"(?:自)?(\d{4})年(\d{1,2})月(\d{1,2})日\s*(?:起)?\s*施行")
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ArticleRecord:
         return article_label(self.article_no)
 
     def in_force(self, on: date) -> bool:
-        return dates_in_force(self.effective, self.repealed, on)
+        return window_contains(self.effective, self.repealed, on)
 
     def as_dict(self, on: date | None = None) -> dict:
         d = {"law": self.law, "article": self.article, "article_no": self.article_no, "text": self.text,
@@ -54,67 +54,28 @@ class ArticleRecord:
         return d
 
 
-def _title(lines: list[str]) -> str | None:
-    for line in lines:
-        if line.startswith("# "):
-            return line[2:].strip()
-    return None
-
-
-def parse_law_file(path: Path, law: str | None = None) -> list[ArticleRecord]:
-    """One record per article. ``law`` overrides the title (the Code is split over several files)."""
-    raw = path.read_text(encoding="utf-8")
-    lines = raw.splitlines()
-    name = law or _title(lines) or re.sub(r"\(.*\)$", "", path.stem)
-    dates = law_dates(name)
-    effective = dates.effective if dates else None
-    repealed = dates.repealed if dates else None
-    if effective is None:
-        m = _EFFECTIVE_RE.search(raw)
-        if m:
-            effective = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    records: list[ArticleRecord] = []
-    current: ArticleRecord | None = None
-    for line in lines:
-        if line.startswith("#") or line.startswith(":::") or line.startswith("<!--"):
-            current = None
-            continue
-        m = _ARTICLE_START.match(line)
-        if m and cn_to_int(m.group(1)):
-            current = ArticleRecord(law=name, article_no=cn_to_int(m.group(1)) or 0, text=m.group(2).strip(),
-                                    effective=effective, repealed=repealed, path=str(path))
-            records.append(current)
-        elif current is not None and line.strip():
-            current.text += "\n" + line.strip()
-    # A law file may repeat a number (quoted amendments); keep the first occurrence.
-    seen: set[int] = set()
-    unique = []
-    for r in records:
-        if r.article_no not in seen:
-            seen.add(r.article_no)
-            unique.append(r)
-    return unique
-
-
 def parse_law_path(path: Path) -> list[ArticleRecord]:
-    """A file, or a folder of files (a folder with README.md titled '# X' is one law split over files)."""
-    path = Path(path)
-    if path.is_file():
-        return parse_law_file(path)
-    readme = path / "README.md"
-    if readme.exists():
-        name = _title(readme.read_text(encoding="utf-8").splitlines())
-        if name:
-            out: list[ArticleRecord] = []
-            for f in sorted(path.glob("*.md")):
-                if f.name != "README.md":
-                    out.extend(parse_law_file(f, law=name))
-            return out
-    out = []
-    for child in sorted(path.iterdir()):
-        if child.is_dir() or child.suffix == ".md":
-            out.extend(parse_law_path(child))
-    return out
+    """Statute files under a path (a file, or folders of them; digests are skipped), one record per article.
+
+    A number repeated in one law (quoted amendments, 第X条之一) keeps its first plain occurrence.
+    """
+    records: list[ArticleRecord] = []
+    seen: set[tuple[str, int]] = set()
+    for f in collect_files([path]):
+        if is_digest_text(f.read_text(encoding="utf-8-sig", errors="replace")[:400]):
+            continue
+        doc = parse_law_file(f)
+        window = law_dates(doc.law)
+        effective = window.effective if window else doc.effective
+        repealed = window.repealed if window else doc.repealed
+        for art in doc.articles:
+            key = (law_key(doc.law), art.article_no)
+            if art.sub or key in seen:
+                continue
+            seen.add(key)
+            records.append(ArticleRecord(law=doc.law, article_no=art.article_no, text=art.text,
+                                         effective=effective, repealed=repealed, path=str(f)))
+    return records
 
 
 class LawLibrary:

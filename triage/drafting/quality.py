@@ -18,17 +18,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from triage.drafting.laws import (
-    article_label,
-    article_no,
-    as_date,
-    dates_in_force,
-    law_dates,
-    law_key,
-    parse_citations,
-    today,
-)
+from triage.drafting.dates import as_date, today, window_contains
 from triage.drafting.types import Citation, QualityReport
+from triage.kb.regulations import article_label, article_no, find_citations, law_dates, law_key
 
 PARTS = ("称呼", "诉求复述", "核查情况", "处理措施", "法律依据", "结语")
 
@@ -162,11 +154,11 @@ class _Lookup:
             if "in_force_on" in meta and callable(meta["in_force_on"]):
                 return bool(meta["in_force_on"](on))
             if meta.get("effective") or meta.get("repealed"):
-                return dates_in_force(meta.get("effective"), meta.get("repealed"), on)
+                return window_contains(meta.get("effective"), meta.get("repealed"), on)
         d = law_dates(law)
         if d is None:
             return None
-        return dates_in_force(d.effective, d.repealed, on)
+        return window_contains(d.effective, d.repealed, on)
 
 
 def _display(law: str) -> str:
@@ -222,7 +214,7 @@ def _citation_pairs(text: str, citations: Iterable[Citation | Mapping[str, Any]]
         no = article_no(art)
         if law and no:
             pairs.append((law, no))
-    for tc in parse_citations(text):
+    for tc in find_citations(text):
         pairs.append((tc.law, tc.article_no))
     return pairs
 

@@ -16,7 +16,8 @@ from datetime import date
 from typing import Any, Protocol
 
 from triage.drafting.basis import all_entries, curated_for
-from triage.drafting.laws import article_label, article_no, as_date, law_key, meta_in_force, normalize_law
+from triage.drafting.dates import as_date
+from triage.kb.regulations import article_label, article_no, in_force, law_key, normalize_law
 from triage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def normalise_article(a: Any, on: date) -> dict:
     d["law"] = str(d.get("law", "")).strip().strip("《》")
     d.setdefault("text", "")
     if "in_force" not in d or d["in_force"] is None:
-        d["in_force"] = meta_in_force(d, on)
+        d["in_force"] = in_force(d, on)
     return d
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from triage.drafting.chain import llm_draft
 from triage.drafting.examples import ExampleSource, kb_examples, resolve_examples
-from triage.drafting.laws import as_date, today
+from triage.drafting.dates import as_date, today
 from triage.drafting.llm import LLMUnavailable, llm_configured
 from triage.drafting.prompts import PromptFileError
 from triage.drafting.quality import check_draft

@@ -17,9 +17,10 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from triage.drafting.basis import curated_for, gist_for
-from triage.drafting.laws import article_label, article_no, as_date, law_key, today
+from triage.drafting.dates import as_date, today
 from triage.drafting.summary import ISSUE_LABELS, summarize
 from triage.drafting.types import Citation, Draft, DraftRequest
+from triage.kb.regulations import article_label, article_no, law_key
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 REPLY_TEMPLATE = "reply.txt.j2"
