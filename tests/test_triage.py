@@ -138,3 +138,16 @@ def test_eval_prints_the_contract_json(tmp_path):
     assert len(lines) == 40 and set(lines[0]) == {"row", "pollution_type", "subtype", "unit_type", "confidence",
                                                    "baseline_pollution_type", "baseline_unit_type"}
     assert not (tmp_path / "data").exists()  # eval writes only under a temporary directory and OUT
+
+
+def test_new_cases_retrain_the_history_members(tmp_path, embedder):
+    store = _store(tmp_path)
+    triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
+    assert triager.n_cases == 0 and not triager.refresh_if_changed()
+    rows = [CaseRow(row=i, order_id=f"N{i}", text=t, pollution_type="noise", subtype="noise.industrial",
+                    unit_type="ecology_environment")
+            for i, t in enumerate(["厂房机器夜里轰鸣", "工厂风机噪音很大", "车间设备声音吵", "冷却塔噪声扰民"])]
+    store_cases(rows, store=store, embedder=embedder)
+    assert triager.refresh_if_changed()
+    assert triager.n_cases == 4 and triager.kind_units["noise.industrial"]["ecology_environment"] == 4
+    assert not triager.refresh_if_changed()  # nothing new: no second retraining

@@ -25,6 +25,12 @@ def _retry_once(app: FastAPI, *, force: bool) -> dict[str, int]:
 
     triager = resolve(app, get_triager)
     sla = resolve(app, get_sla_dep)
+    refresh = getattr(triager, "refresh_if_changed", None)
+    if refresh is not None:  # cases imported by the CLI or another worker: retrain on them
+        try:
+            refresh()
+        except Exception:  # noqa: BLE001 - triage keeps working with the previous model
+            log.exception("retraining on changed cases failed")
     with app.state.session_factory() as session:
         counts = retry_pending_triage(session, triager, sla=sla, force=force)
     if counts["tried"]:

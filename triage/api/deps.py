@@ -94,7 +94,14 @@ def get_case_sink(settings: Settings = Depends(get_settings_dep)) -> Callable[[d
         from triage.kb.cases import upsert_case
         from triage.kb.store import get_store
 
-        return upsert_case(case, store=get_store(settings), embedder=get_embedder(settings))
+        stored = upsert_case(case, store=get_store(settings), embedder=get_embedder(settings))
+        # Closed cases teach the system: the triager retrains shortly after (debounced, in the background).
+        from triage.classify.service import loaded_triager
+
+        triager = loaded_triager()
+        if triager is not None:
+            triager.schedule_refresh()
+        return stored
 
     return sink
 

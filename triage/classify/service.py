@@ -87,6 +87,8 @@ class Triager:
         self.temperature = 1.0
         self.kind_units: dict[str, Counter] = {}
         self.n_cases = 0
+        self._seen_count = -1
+        self._refresh_pending = False
         self._lock = threading.Lock()
         self.retrain()
 
@@ -94,6 +96,7 @@ class Triager:
     def retrain(self) -> None:
         """Refit the history-based parts from the cases collection (after an import or a closure)."""
         data = self.store.get_all(CASES, include_embeddings=True)
+        seen = len(data.get("ids") or [])
         metas = data.get("metadatas") or []
         labelled = [i for i, m in enumerate(metas) if m and m.get("pollution_type")]
         texts = [data["documents"][i] for i in labelled]
@@ -113,7 +116,33 @@ class Triager:
                 kinds[s or t][u] += 1
         with self._lock:
             self.linear, self.kind_units, self.n_cases = linear, dict(kinds), len(labelled)
+            self._seen_count = seen
         log.info("triage model trained on %d labelled cases", len(labelled))
+
+    def refresh_if_changed(self) -> bool:
+        """Retrain when the cases collection changed (closures here, imports from the CLI or another worker)."""
+        if self.store.count(CASES) == self._seen_count:
+            return False
+        self.retrain()
+        return True
+
+    def schedule_refresh(self, delay: float = 5.0) -> None:
+        """Retrain soon in the background; closures in quick succession share one retraining."""
+        with self._lock:
+            if self._refresh_pending:
+                return
+            self._refresh_pending = True
+
+        def run() -> None:
+            time.sleep(delay)
+            with self._lock:
+                self._refresh_pending = False
+            try:
+                self.refresh_if_changed()
+            except Exception:  # noqa: BLE001 - the old model keeps serving
+                log.exception("background retraining failed")
+
+        threading.Thread(target=run, name="triage-retrain", daemon=True).start()
 
     @property
     def versions(self) -> dict[str, str]:
@@ -272,6 +301,11 @@ def get_triager(settings: Settings | None = None) -> Triager:
             _triager = Triager(store=get_store(settings), embedder=get_embedder(settings), settings=settings)
             log.info("triager ready in %.1fs", time.perf_counter() - t0)
         return _triager
+
+
+def loaded_triager() -> Triager | None:
+    """The process-wide triager if it has been built (never builds it)."""
+    return _triager
 
 
 def reset_triager() -> None:
