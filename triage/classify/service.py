@@ -253,7 +253,8 @@ class Triager:
         u_order = np.argsort(-unit_p)
         unit_alts = [Alternative(unit_type=self.labels.units[i], confidence=round(float(unit_p[i]), 4))
                      for i in u_order[:4] if self.labels.units[i] != unit][:3]
-        regulations = self._regulations(qvec, occurred_at) if with_regulations else []
+        # A complaint that is not ours gets no environmental articles: they would only mislead the dispatcher.
+        regulations = self._regulations(qvec, occurred_at) if with_regulations and ptype != NOT_ENV else []
         confidence = float(pooled.types[t_idx])
         return Suggestion(
             pollution_type=ptype, subtype=subtype, unit_type=unit,
