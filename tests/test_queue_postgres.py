@@ -4,12 +4,12 @@ migrations; skipped when unreachable."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import pytest
 from conftest import bj
 from postgres_support import PG, reachable
+from race_support import race_two_assigns
 from sqlalchemy import func, select, text
 
 from triage.settings import Settings
@@ -71,37 +71,8 @@ def test_for_update_one_assignment_wins(engine, session, triager, monkeypatch):
     now = bj(2026, 11, 2, 9)
     cid = service.intake(session, text="市民来电反映：石潭路88号烧烤店油烟直排。", triager=triager, now=now).id
     session.close()
-    barrier = threading.Barrier(2)
-    real_lock = service._lock
-
-    def lock_then_wait(s, complaint_id):
-        c = real_lock(s, complaint_id)
-        try:  # the second dispatcher is blocked inside FOR UPDATE, so this times out for the first
-            barrier.wait(timeout=1)
-        except threading.BrokenBarrierError:
-            pass
-        return c
-
-    monkeypatch.setattr(service, "_lock", lock_then_wait)
-    results: dict[str, str] = {}
+    results = race_two_assigns(engine, monkeypatch, complaint_id=cid, now=now, barrier_timeout=1)
     factory = session_factory(engine)
-
-    def worker(name, unit):
-        with factory() as s:
-            try:
-                service.assign(s, complaint_id=cid, actor=name, unit_type=unit, now=now)
-                s.commit()
-                results[name] = "ok"
-            except service.IllegalTransition as exc:
-                s.rollback()
-                results[name] = type(exc).__name__
-
-    threads = [threading.Thread(target=worker, args=(n, u))
-               for n, u in (("甲", "urban_management"), ("乙", "ecology_environment"))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
     assert sorted(results.values())[1] == "ok" and list(results.values()).count("ok") == 1
     with factory() as s:
         assert s.get(Complaint, cid).status == "assigned"

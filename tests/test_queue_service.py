@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
 from conftest import bj
+from race_support import race_two_assigns
 from sqlalchemy import func, select
 
 from triage.db import session_factory
@@ -283,37 +283,8 @@ def test_two_dispatchers_assign_at_once_exactly_one_wins(engine, session, triage
     now = bj(2026, 11, 2, 9)
     cid = service.intake(session, text=FUMES, triager=triager, now=now).id
     session.close()
-    barrier = threading.Barrier(2)
-    real_lock = service._lock
-
-    def lock_then_wait(s, complaint_id):
-        c = real_lock(s, complaint_id)
-        try:  # both have read "triaged" before either writes (PostgreSQL's FOR UPDATE would block here)
-            barrier.wait(timeout=2)
-        except threading.BrokenBarrierError:
-            pass
-        return c
-
-    monkeypatch.setattr(service, "_lock", lock_then_wait)
-    results: dict[str, str] = {}
+    results = race_two_assigns(engine, monkeypatch, complaint_id=cid, now=now, barrier_timeout=2)
     factory = session_factory(engine)
-
-    def worker(name, unit):
-        with factory() as s:
-            try:
-                service.assign(s, complaint_id=cid, actor=name, unit_type=unit, now=now)
-                s.commit()
-                results[name] = "ok"
-            except service.IllegalTransition as exc:
-                s.rollback()
-                results[name] = type(exc).__name__
-
-    threads = [threading.Thread(target=worker, args=("甲", "urban_management")),
-               threading.Thread(target=worker, args=("乙", "ecology_environment"))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
     assert sorted(results.values()) == ["ConcurrentUpdate", "ok"]
     with factory() as s:
         c = s.get(Complaint, cid)
