@@ -151,3 +151,24 @@ def test_new_cases_retrain_the_history_members(tmp_path, embedder):
     assert triager.refresh_if_changed()
     assert triager.n_cases == 4 and triager.kind_units["noise.industrial"]["ecology_environment"] == 4
     assert not triager.refresh_if_changed()  # nothing new: no second retraining
+
+
+def test_the_unit_a_complaint_asks_for_overrules_similar_cases(tmp_path, embedder):
+    """This office's shouting complaints went to 城管; an order that asks for 公安 goes to 公安, as such orders did."""
+    store = _store(tmp_path)
+    places = ["海秀路", "滨海大道", "国贸北路", "金贸西路", "白龙南路", "龙昆北路", "南海大道", "海甸岛"]
+    rows = [CaseRow(row=i, order_id=f"C{i}", text=f"{place}小区楼下有人晚上大声喧哗，请城管核实处理！",
+                    pollution_type="noise", subtype="noise.social_life", unit_type="urban_management")
+            for i, place in enumerate(places)]
+    rows += [CaseRow(row=10 + i, order_id=f"P{i}", text=text, pollution_type="not_environmental", subtype="",
+                     unit_type="public_security")
+             for i, text in enumerate(["有人在出租屋聚众赌博，请公安局核实处理", "电动车被偷了，请市公安局核实处理",
+                                       "有人冒充客服诈骗，请公安局核实处理"])]
+    store_cases(rows, store=store, embedder=embedder)
+    triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
+    city = triager.suggest("长堤路小区楼下有人半夜大声喧哗，请市城管核实处理！")
+    police = triager.suggest("长堤路小区楼下有人半夜大声喧哗，请市公安局核实处理！")
+    assert city.similar_cases[0].unit_type == police.similar_cases[0].unit_type == "urban_management"
+    assert (city.unit_type, police.unit_type) == ("urban_management", "public_security")
+    assert police.unit_decided_by.startswith("来电要求「市公安局」处理"), police.unit_decided_by
+    assert "3 件中 3 件" in police.unit_decided_by

@@ -8,7 +8,7 @@ history wins and the suggestion says so.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -60,6 +60,7 @@ class Routing:
     default_jurisdiction: str
     jurisdictions: dict[str, dict]
     rules: list[Rule]
+    unit_aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def jurisdiction(self, code: str | None) -> dict:
         code = code or self.default_jurisdiction
@@ -104,7 +105,14 @@ def load_routing(path: Path) -> Routing:
                           no_words=_tuple(r.get("no_words")), night=r.get("night")))
     return Routing(version=str(data.get("version", "unversioned")),
                    default_jurisdiction=data["default_jurisdiction"], jurisdictions=data["jurisdictions"],
-                   rules=rules)
+                   rules=rules, unit_aliases=_aliases(data.get("unit_aliases") or {}))
+
+
+def _aliases(raw: dict) -> dict[str, list[str]]:
+    for kind in raw:
+        if kind != "generic" and kind not in UNIT_TYPES:
+            raise ValueError(f"routing unit_aliases: unknown unit kind {kind}")
+    return {kind: [str(w) for w in words] for kind, words in raw.items()}
 
 
 @lru_cache(maxsize=4)
