@@ -93,13 +93,10 @@ class KnowledgeStore:
 
     def query(self, name: str, vector: np.ndarray, k: int = 5,
               where: dict[str, Any] | None = None) -> list[Hit]:
-        col = self.collection(name)
-        n = col.count()
-        if n == 0:
-            return []
-        res = col.query(
+        # Chroma 1.x answers fewer than k (or none) itself: no count() round trip on the hot path.
+        res = self.collection(name).query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
-            n_results=min(k, n),
+            n_results=k,
             where=where,
             include=["documents", "metadatas", "distances"],
         )

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 # Thresholds, all in one place (0–100 rapidfuzz scores). Calibrated on data/cases/haikou12345_env_dev.csv
 # (bench/calibrate_duplicates.py prints the table): its 45 labelled duplicate pairs all score text ≥ 99 (re-recorded
@@ -162,15 +162,32 @@ def same_problem(type_a: str | None, subtype_a: str | None, type_b: str | None, 
     return True
 
 
-def _labels(c) -> tuple[str | None, str | None]:
+Labels = tuple[str | None, str | None]
+
+
+def _suggested(session: Session, ids: list[int]) -> dict[int, Labels]:
+    """The latest suggested (type, subtype) of each complaint: three columns, not the evidence-laden rows."""
+    from triage.queue.models import Suggestion
+
+    out: dict[int, Labels] = {}
+    for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+        rows = session.execute(
+            select(Suggestion.complaint_id, Suggestion.pollution_type, Suggestion.subtype)
+            .where(Suggestion.complaint_id.in_(ids[start:start + 900])).order_by(Suggestion.id))
+        out.update({cid: (ptype, sub) for cid, ptype, sub in rows})  # later suggestions overwrite earlier ones
+    return out
+
+
+def _candidate_columns(Complaint) -> tuple:  # noqa: N803 - the mapped class, imported late
+    """What matching reads of a candidate: plain columns, not ORM rows (intake runs this for every complaint)."""
+    return Complaint.id, Complaint.text, Complaint.address, Complaint.pollution_type, Complaint.subtype
+
+
+def _labels(c, suggested: dict[int, Labels]) -> Labels:
+    """The dispatcher's labels where the complaint is assigned, else the latest suggestion's."""
     if c.pollution_type:
         return c.pollution_type, c.subtype
-    s = c.suggestion
-    return (s.pollution_type, s.subtype) if s is not None else (None, None)
-
-
-def _type_of(c) -> str | None:
-    return _labels(c)[0]
+    return suggested.get(c.id, (None, None))
 
 
 def find_duplicate(session: Session, complaint, *, window: timedelta = DUPLICATE_WINDOW) -> Match | None:
@@ -178,20 +195,20 @@ def find_duplicate(session: Session, complaint, *, window: timedelta = DUPLICATE
     from triage.queue.models import OPEN_STATUSES, Complaint
 
     since = complaint.received_at - window
-    rows = session.scalars(
-        select(Complaint).where(
+    rows = session.execute(
+        select(*_candidate_columns(Complaint)).where(
             Complaint.id != complaint.id,
             Complaint.status.in_([s.value for s in OPEN_STATUSES]),
             Complaint.merged_into.is_(None),
             Complaint.received_at >= since,
             Complaint.received_at <= complaint.received_at,
         ).order_by(Complaint.received_at.desc()).limit(2000)
-        .options(selectinload(Complaint.suggestions))  # _labels reads them: one query, not one per candidate
     ).all()
+    suggested = _suggested(session, [complaint.id] + [r.id for r in rows])
     best: Match | None = None
-    mine = _type_of(complaint)
+    mine = _labels(complaint, suggested)[0]
     for other in rows:
-        theirs = _type_of(other)
+        theirs = _labels(other, suggested)[0]
         if mine and theirs and mine != theirs:
             continue
         ts = text_similarity(complaint.text, other.text)
@@ -210,22 +227,22 @@ def find_relapse(session: Session, complaint, *, window: timedelta = RELAPSE_WIN
     from triage.queue.models import Complaint, Status
 
     since = complaint.received_at - window
-    rows = session.scalars(
-        select(Complaint).where(
+    rows = session.execute(
+        select(*_candidate_columns(Complaint)).where(
             Complaint.id != complaint.id,
             Complaint.status == Status.closed.value,
             Complaint.merged_into.is_(None),
             Complaint.closed_at >= since,
             Complaint.closed_at <= complaint.received_at,
         ).order_by(Complaint.closed_at.desc()).limit(5000)
-        .options(selectinload(Complaint.suggestions))
     ).all()
+    suggested = _suggested(session, [complaint.id] + [r.id for r in rows])
     best: Match | None = None
-    mine, my_sub = _labels(complaint)
+    mine, my_sub = _labels(complaint, suggested)
     if mine == NOT_ENV:
         return None
     for other in rows:
-        theirs, their_sub = _labels(other)
+        theirs, their_sub = _labels(other, suggested)
         if theirs == NOT_ENV or (mine and theirs and mine != theirs):
             continue
         ps = place_similarity(complaint.address, complaint.text, other.address, other.text)
