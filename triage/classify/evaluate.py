@@ -17,6 +17,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
+from triage.embeddings import complaint_for_embedding
 from triage.kb.cases import _cell, _records, import_cases
 from triage.kb.store import KnowledgeStore, make_client
 from triage.settings import Settings
@@ -124,7 +125,7 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
         triager = Triager(store=store, embedder=embedder, settings=settings)
         texts = [r["text"] for r in rows]
         t0 = time.perf_counter()
-        vecs = embedder.embed_queries(texts)
+        vecs = embedder.embed_queries([complaint_for_embedding(t) for t in texts])
         sys_types, sys_subs, sys_units, sys_top3, conf = [], [], [], [], []
         for i, (text, vec) in enumerate(zip(texts, vecs)):
             s = triager.suggest(text, vector=vec)

@@ -22,6 +22,7 @@ from triage.classify.members import (KeywordMember, Labels, LinearMember, Neighb
 from triage.classify.named_unit import NamedUnitMember, UnitNames
 from triage.classify.routing import ROUTING_UNITS, Routing, get_routing
 from triage.classify.types import Alternative, CitedRegulation, SimilarCase, Suggestion
+from triage.embeddings import complaint_for_embedding
 from triage.kb.store import CASES, REGULATIONS, KnowledgeStore
 from triage.settings import Settings, get_settings
 from triage.taxonomy import NON_ROUTING_UNITS, NOT_ENV, UNIT_TYPES, Taxonomy, get_taxonomy
@@ -249,7 +250,7 @@ class Triager:
         if not text or not text.strip():
             raise ValueError("text must not be empty")
         full = f"{text}（地址：{address}）" if address and address not in text else text
-        qvec = vector if vector is not None else self.embedder.embed_query(full)
+        qvec = vector if vector is not None else self.embedder.embed_query(complaint_for_embedding(full))
         case_hits = self.store.query(CASES, qvec, k=K_CASES)
         hits = [dict(h.metadata, id=h.id, text=h.text, similarity=h.similarity) for h in case_hits]
         lin = {k: v[0] for k, v in self.linear.predict([full], qvec[None, :]).items()}

@@ -19,6 +19,7 @@ from typing import Any
 
 from dateutil import parser as dateparser
 
+from triage.embeddings import complaint_for_embedding
 from triage.kb.store import CASES, KnowledgeStore
 from triage.taxonomy import NOT_ENV, UNIT_TYPES, get_taxonomy
 
@@ -244,7 +245,7 @@ def store_cases(rows: list[CaseRow], *, store: KnowledgeStore, embedder, source:
     todo = sorted((r for r in rows if r.order_id not in present), key=lambda r: len(r.text))
     for i in range(0, len(todo), EMBED_BATCH):
         batch = todo[i : i + EMBED_BATCH]
-        vecs = embedder.embed_passages([r.text for r in batch])
+        vecs = embedder.embed_passages([complaint_for_embedding(r.text) for r in batch])
         store.upsert(CASES, [r.order_id for r in batch], vecs, [r.text for r in batch],
                      [r.metadata(source) for r in batch])
         if on_progress:
@@ -267,6 +268,6 @@ def upsert_case(case: dict[str, Any], *, store: KnowledgeStore, embedder) -> str
     item = validate_record(0, case)
     if isinstance(item, RowError):
         raise ValueError(item.reason)
-    vec = embedder.embed_passages([item.text])
+    vec = embedder.embed_passages([complaint_for_embedding(item.text)])
     store.upsert(CASES, [item.order_id], vec, [item.text], [item.metadata(case.get("source", "closed"))])
     return item.order_id
