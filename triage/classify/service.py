@@ -234,9 +234,14 @@ class Triager:
             unit = units[int(p.argmax())]
         if p_named is not None and int(p_named.argmax()) == units.index(unit):
             went, total = self.named_units.history(named, unit, ptype, subtype)
-            why = f"来电要求「{named.words}」处理"
-            if total:
-                why += f"（本辖区此类点名 {total} 件中 {went} 件由该单位办理）"
+            if named.requested:
+                why = f"来电要求「{named.words}」处理"
+                if total:
+                    why += f"（本辖区此类点名 {total} 件中 {went} 件由该单位办理）"
+            else:  # only mentioned ("住建局电话的问题"): say so, it is the weaker hint
+                why = f"来电提及「{named.words}」"
+                if total:
+                    why += f"（本辖区提及该单位的 {total} 件中 {went} 件由其办理）"
             return unit, p, why
         agreeing = sum(1 for h in hits if h.get("unit_type") == unit)
         same_kind = kind.get(unit, 0)
