@@ -77,21 +77,19 @@ class NamedUnitMember:
         """Finest first. A generic name is also keyed by its exact words: 龙华区政府 is not 秀英区政府."""
         if named.kind is not None:
             return [named.key]  # a named duty: where the office sends it hardly depends on the complaint's kind
-        bases = [f"{named.key}@{named.words}", named.key]
-        out = []
-        for base in bases:
-            out += [f"{base}|{subtype}", f"{base}|{ptype}", base] if subtype else [f"{base}|{ptype}", base]
-        order = sorted(range(len(out)), key=lambda i: (out[i].count("|") == 0, i))  # kinds before bare names
-        return [out[i] for i in order]
+        exact, alias = f"{named.key}@{named.words}", named.key
+        kinds = [subtype, ptype] if subtype else [ptype]
+        # The kind of complaint matters more than the exact words: every keyed-by-kind level before a bare name.
+        return [f"{exact}|{k}" for k in kinds] + [f"{alias}|{k}" for k in kinds] + [exact, alias]
 
     def fit(self, texts: list[str], units: list[str], ptypes: list[str], subtypes: list[str]) -> "NamedUnitMember":
         """Aligned lists; unit "" where the handling unit says nothing about routing."""
         counts: dict[str, Counter] = defaultdict(Counter)
         for text, unit, ptype, subtype in zip(texts, units, ptypes, subtypes):
-            named = self.names.find(text)
-            if named is None:
+            if not unit or unit not in self.units:
                 continue
-            if unit and unit in self.units:
+            named = self.names.find(text)
+            if named is not None:
                 for key in self.keys(named, ptype, subtype):
                     counts[key][unit] += 1
         self.counts = dict(counts)
