@@ -30,6 +30,14 @@ def _parse_keywords(raw: list | None) -> dict[str, float]:
     return out
 
 
+def _parse_examples(raw: list | None, code: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(e, str) and e.strip() for e in raw):
+        raise ValueError(f"taxonomy: examples of {code} must be a list of non-empty sentences")
+    return tuple(e.strip() for e in raw)
+
+
 @dataclass(frozen=True)
 class Subtype:
     code: str
@@ -37,6 +45,7 @@ class Subtype:
     name: str
     description: str
     keywords: dict[str, float]
+    examples: tuple[str, ...] = ()
 
 
 @dataclass
@@ -89,12 +98,14 @@ def load_taxonomy(path: Path) -> Taxonomy:
                    environmental_signals=_parse_keywords(data.get("environmental_signals")))
     for code, t in data["types"].items():
         tax.types[code] = {"name": t["name"], "description": t.get("description", ""),
-                           "keywords": _parse_keywords(t.get("keywords"))}
+                           "keywords": _parse_keywords(t.get("keywords")),
+                           "examples": _parse_examples(t.get("examples"), code)}
         for scode, s in (t.get("subtypes") or {}).items():
             if scode.split(".")[0] != code:
                 raise ValueError(f"taxonomy: subtype {scode} is listed under {code}")
             tax.subtypes[scode] = Subtype(scode, code, s["name"], s.get("description", ""),
-                                          _parse_keywords(s.get("keywords")))
+                                          _parse_keywords(s.get("keywords")),
+                                          _parse_examples(s.get("examples"), scode))
     return tax
 
 

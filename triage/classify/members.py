@@ -1,7 +1,7 @@
 """Ensemble members. Each returns probability distributions over a fixed label list.
 
 - KeywordMember: the taxonomy's signal words (cold start; works for any writing style).
-- PrototypeMember: similarity of the complaint to each subtype's description (zero-shot, from the taxonomy).
+- PrototypeMember: similarity of the complaint to each subtype's description and examples (zero-shot).
 - NeighbourMember: similarity-weighted votes of the nearest past cases (from Chroma).
 - LinearMember: logistic regression over character n-grams + the embedding, trained on past cases.
 """
@@ -27,6 +27,14 @@ _BOILERPLATE = re.compile(r"^(市民来电反映|来电人反映|市民反映|�
 
 def normalise(text: str) -> str:
     return _BOILERPLATE.sub("", text.strip())
+
+
+_SENTENCE_END = re.compile(r"[。！？!?\n]")
+
+
+def first_sentence(text: str) -> str:
+    """The complaint's first sentence, after the hotline's "市民来电反映：" preamble."""
+    return _SENTENCE_END.split(normalise(text), maxsplit=1)[0].strip()
 
 
 def _normalise_rows(p: np.ndarray) -> np.ndarray:
@@ -82,7 +90,16 @@ class KeywordMember:
 
     def predict(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         typ, sub, _ = self.scores(text)
-        return self._to_prob(typ, self.labels.types.index(NOT_ENV)), self._to_prob(sub, 0)
+        p_typ = self._to_prob(typ, self.labels.types.index(NOT_ENV))
+        p_sub = self._to_prob(sub, 0)
+        first = first_sentence(text)
+        if first and first != text.strip():
+            # The first sentence (a title, or the agent's summary) names the main problem; a long letter goes on
+            # to side issues that can outvote it. Pool both readings (geometric mean); a first sentence with no
+            # signal word leans mildly towards "not ours", as the whole text does.
+            f_typ, _, _ = self.scores(first)
+            p_typ = _normalise_rows(np.sqrt(p_typ * self._to_prob(f_typ, self.labels.types.index(NOT_ENV))))
+        return p_typ, p_sub
 
     def _to_prob(self, s: np.ndarray, none_index: int) -> np.ndarray:
         if s.max() <= 0:
@@ -94,27 +111,41 @@ class KeywordMember:
 
 
 class PrototypeMember:
-    name = "prototypes"
+    """Zero-shot: similarity of the complaint to each label's description and example complaints (taxonomy.yaml).
 
-    def __init__(self, tax: Taxonomy, labels: Labels, embedder, temperature: float = 0.02):
-        self.labels, self.temperature = labels, temperature
-        codes = [s for s in labels.subtypes if s]
-        texts = [f"{tax.subtypes[s].name}：{tax.subtypes[s].description}" for s in codes]
-        codes.append("")
-        texts.append(f"{tax.types[NOT_ENV]['name']}：{tax.types[NOT_ENV]['description']}")
-        self.codes = codes
+    A label scores the mean of its two closest prototypes: one lucky example alone does not decide, and a label
+    described in several phrasings is recognised in each of them."""
+
+    name = "prototypes"
+    TOP = 2
+
+    def __init__(self, tax: Taxonomy, labels: Labels, embedder, temperature: float = 0.015):
+        self.labels, self.temperature, self.tax = labels, temperature, tax
+        codes: list[str] = []
+        texts: list[str] = []
+        for code in labels.subtypes:
+            if code:
+                s = tax.subtypes[code]
+                name, description, examples = s.name, s.description, s.examples
+            else:
+                t = tax.types[NOT_ENV]
+                name, description, examples = t["name"], t["description"], t.get("examples", ())
+            for text in (f"{name}：{description}", *examples):
+                codes.append(code)
+                texts.append(text)
+        self.codes = np.array([labels.subtypes.index(c) for c in codes])
         self.vectors = embedder.embed_passages(texts)
-        self.tax = tax
+        self._type_of = np.array([labels.types.index(tax.type_of(c) if c else NOT_ENV) for c in labels.subtypes])
 
     def predict_vec(self, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sims = self.vectors @ qvec
         sub = np.full(len(self.labels.subtypes), -1.0)
-        for code, s in zip(self.codes, sims):
-            sub[self.labels.subtypes.index(code)] = s
+        for j in range(len(sub)):
+            mine = np.sort(sims[self.codes == j])[-self.TOP:]
+            if len(mine):
+                sub[j] = float(mine.mean())
         typ = np.full(len(self.labels.types), -1.0)
-        for j, code in enumerate(self.labels.subtypes):
-            t = self.labels.types.index(self.tax.type_of(code) if code else NOT_ENV)
-            typ[t] = max(typ[t], sub[j])
+        np.maximum.at(typ, self._type_of, sub)
         soft = lambda v: _normalise_rows(np.exp((v - v.max()) / self.temperature))  # noqa: E731
         return soft(typ), soft(sub)
 
