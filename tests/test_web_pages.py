@@ -428,6 +428,31 @@ def test_first_page_view_loads_the_demo_set(tmp_path, clock):
     assert load_demo_if_empty(app) == 0  # not empty any more
     dash = client.get("/dashboard").text
     assert 'data-kpi="received">15<' in dash
+    assert 'data-demo-count="15"' in dash  # the manager is told the figures are fictitious
+    assert "含演示数据" in client.get("/report").text
+
+    # Going live: `triage demo clear` deletes the demo set; a real complaint linked to a demo one keeps its row.
+    from triage.queue.models import Event
+    from triage.web.demo import clear_demo, cleared_marker
+
+    with app.state.session_factory() as s:
+        demo_id = s.query(Complaint.id).filter_by(external_id="DEMO-0001").scalar()
+        real = Complaint(text="真实投诉：楼下饭店油烟直排", source="api", received_at=clock.now, relapse_of=demo_id)
+        s.add(real)
+        s.commit()
+        real_id = real.id
+        assert clear_demo(s, settings) == 15
+    with app.state.session_factory() as s:
+        assert [c.id for c in s.query(Complaint).all()] == [real_id]
+        assert s.get(Complaint, real_id).relapse_of is None
+        assert s.query(Event).filter_by(complaint_id=real_id, kind="demo_link_removed").count() == 1
+        assert s.query(Event).count() == 1  # the demo complaints' trail went with them
+        s.delete(s.get(Complaint, real_id))
+        s.commit()
+    assert cleared_marker(settings).exists()
+    assert load_demo_if_empty(app) == 0  # empty again, but the demo set does not come back
+    dash = client.get("/dashboard").text
+    assert "data-demo-count" not in dash and "演示数据" not in client.get("/").text
 
 
 def test_no_demo_when_disabled_or_when_there_is_data(app, client, settings):
@@ -461,3 +486,33 @@ def test_token_mode_pages_ask_for_a_login_and_show_nothing(tmp_path, clock):
     assert client.post("/queue/accept", data={"ids": ["1"]}).status_code == 401
     with app.state.session_factory() as s:
         assert s.query(Complaint).count() == 0  # no demo load before someone is logged in
+
+
+def test_cli_demo_clear_asks_first(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from triage.cli import app as cli
+    from triage.db import create_all, get_engine, session_factory
+    from triage.settings import get_settings
+    from triage.web.demo import cleared_marker
+
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("TRIAGE_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        engine = get_engine(get_settings())
+        create_all(engine)
+        with session_factory(engine)() as s:
+            s.add_all([Complaint(text="演示", source="demo"), Complaint(text="真实投诉", source="web")])
+            s.commit()
+        runner = CliRunner()
+        refused = runner.invoke(cli, ["demo", "clear"], input="n\n")
+        assert refused.exit_code == 1 and "删除 1 件演示投诉" in refused.output
+        assert not cleared_marker(get_settings()).exists()
+        done = runner.invoke(cli, ["demo", "clear", "--yes"])
+        assert done.exit_code == 0 and "已清除演示数据 1 件" in done.output
+        with session_factory(engine)() as s:
+            assert [c.source for c in s.query(Complaint).all()] == ["web"]
+        assert cleared_marker(get_settings()).exists()
+    finally:
+        get_settings.cache_clear()

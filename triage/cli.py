@@ -23,6 +23,8 @@ app = typer.Typer(help="12345 环境投诉分拣服务 / triage of 12345 environ
                   pretty_exceptions_enable=False)
 cases_app = typer.Typer(help="历史案件 / past cases", no_args_is_help=True)
 app.add_typer(cases_app, name="cases")
+demo_app = typer.Typer(help="演示数据 / the demo set loaded on first start", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
 console = Console()
 err = Console(stderr=True)
 
@@ -205,6 +207,28 @@ def report(
     if b < a:
         _fail("结束日期早于开始日期 / --to is before --from", 2)
     print(report_command(a, b, get_settings()))
+
+
+@demo_app.command("clear")
+def demo_clear(yes: Annotated[bool, typer.Option("--yes", help="不再确认 / do not ask")] = False) -> None:
+    """清除演示数据（正式使用前） / delete the demo complaints before going live; they are not loaded again."""
+    from sqlalchemy import func, select
+
+    from triage.db import create_all, get_engine, session_factory
+    from triage.queue.models import Complaint
+    from triage.web.demo import DEMO_SOURCE, clear_demo
+
+    settings = get_settings()
+    engine = get_engine(settings)
+    create_all(engine)
+    with session_factory(engine)() as session:
+        n = session.scalar(select(func.count()).select_from(Complaint).where(Complaint.source == DEMO_SOURCE))
+        if n and not yes and not typer.confirm(f"删除 {n} 件演示投诉及其分拣、派单、答复和日志？ / delete {n} demo "
+                                               "complaints?"):
+            _fail("未清除 / nothing deleted", 1)
+        removed = clear_demo(session, settings)
+    console.print(f"已清除演示数据 {removed} 件；今后不再自动载入 / {removed} demo complaints deleted; the demo set "
+                  "will not be loaded again")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from triage.queue.models import Complaint, Status
+from triage.queue.models import DEMO_SOURCE, Complaint, Status
 from triage.queue.sla import TZ
 
 UNCLASSIFIED = "unclassified"
@@ -119,6 +119,9 @@ def compute_metrics(session: Session, date_from: date, date_to: date, *,
     out.update(overall)
     out["duplicates"] = len(children)
     out["duplicates_flagged"] = sum(1 for c in cohort if c.duplicate_of is not None)
+    # Demo complaints count like the others (the first-start demo shows a working dashboard); this says how many
+    # of the received are fictitious, so no one reports them as the office's work. `triage demo clear` removes them.
+    out["demo"] = sum(1 for c in cohort if c.source == DEMO_SOURCE)
 
     # by type: final label, else the suggestion, else "unclassified"; a duplicate counts under its own type
     # (or its parent's).

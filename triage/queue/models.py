@@ -59,6 +59,10 @@ OPEN_STATUSES = (Status.received, Status.triaged, Status.assigned, Status.return
 RESULTS = ("属实", "部分属实", "不属实")
 
 
+# Complaints of the first-start demo set (triage.web.demo) carry this source; `triage demo clear` deletes them.
+DEMO_SOURCE = "demo"
+
+
 class Complaint(Base):
     __tablename__ = "complaints"
 

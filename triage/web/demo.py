@@ -6,6 +6,10 @@ service functions, with times in the past so deadlines, overdue items and the we
 working office. Demo complaints carry ``source="demo"`` and external ids ``DEMO-…`` (a second process loading
 at the same time skips the ids already stored). Closing a demo complaint hands nothing to the knowledge base.
 
+Before going live, ``triage demo clear`` (``clear_demo``) deletes the demo complaints with their suggestions,
+assignments, drafts and audit events, so that they stop counting in the metrics and the report; a marker file in
+the data directory keeps the set from being loaded again into the now empty database.
+
 The pages call ``ensure_demo(app)``: the first page view starts the load in a background thread (the triager may
 have to load its model) and the queue shows a notice until it is done; startup is never blocked.
 """
@@ -20,17 +24,48 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from triage.queue import service
-from triage.queue.models import Complaint
+from triage.queue.models import DEMO_SOURCE, Complaint, Event
 from triage.queue.sla import TZ, local_date
 
 log = logging.getLogger(__name__)
 
-DEMO_SOURCE = "demo"
 DEMO_ACTOR = "演示数据"
+CLEARED_MARKER = ".demo-cleared"
 _lock = threading.Lock()
+
+
+def cleared_marker(settings) -> Path:
+    return Path(settings.data_dir) / CLEARED_MARKER
+
+
+def clear_demo(session, settings) -> int:
+    """Delete every demo complaint and what hangs on it; returns how many. Real complaints keep their history:
+    a link of theirs to a demo complaint (duplicate, merge, relapse) is removed and the removal is audited."""
+    demo = session.scalars(select(Complaint).where(Complaint.source == DEMO_SOURCE)).all()
+    ids = {c.id for c in demo}
+    if ids:
+        linked = session.scalars(select(Complaint).where(
+            Complaint.source != DEMO_SOURCE,
+            or_(Complaint.duplicate_of.in_(ids), Complaint.merged_into.in_(ids), Complaint.relapse_of.in_(ids)))).all()
+        for c in linked:
+            dropped = [name for name in ("duplicate_of", "merged_into", "relapse_of") if getattr(c, name) in ids]
+            for name in dropped:
+                setattr(c, name, None)
+            session.add(Event(complaint_id=c.id, kind="demo_link_removed", actor="triage demo clear",
+                              at=datetime.now(UTC), reason="关联的演示数据已清除", data={"removed": dropped}))
+        for c in demo:  # links inside the demo set go first, so the rows can go in any order
+            c.duplicate_of = c.merged_into = c.relapse_of = None
+        session.flush()
+        for c in demo:
+            session.delete(c)
+    session.commit()
+    marker = cleared_marker(settings)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"demo data cleared: {len(ids)} complaints\n", encoding="utf-8")
+    return len(ids)
 
 
 def demo_file(settings) -> Path:
@@ -76,7 +111,7 @@ def load_demo_if_empty(app) -> int:
     from triage.api.deps import get_now, get_sla_dep, get_triager, get_unit_namer, resolve
 
     settings = app.state.settings
-    if not settings.demo_data:
+    if not settings.demo_data or cleared_marker(settings).exists():
         return 0
     with _lock:
         with app.state.session_factory() as session:
