@@ -77,3 +77,28 @@ def test_for_update_one_assignment_wins(engine, session, triager, monkeypatch):
     with factory() as s:
         assert s.get(Complaint, cid).status == "assigned"
         assert s.scalar(select(func.count()).select_from(Assignment).where(Assignment.complaint_id == cid)) == 1
+
+
+def test_demo_clear_on_postgresql(session, settings, triager):
+    """The demo set goes with its suggestions, assignments and trail; a real complaint merged into a demo one
+    stays, unlinked and back in the queue (foreign keys are enforced here, unlike SQLite's default)."""
+    from triage.queue import service
+    from triage.queue.models import Assignment, Complaint, Event, Suggestion
+    from triage.web.demo import clear_demo
+
+    now = bj(2026, 11, 2, 9, 30)
+    demo = service.intake(session, text="市民来电反映：石潭路88号烧烤店油烟直排。", triager=triager, source="demo",
+                          now=now)
+    service.assign(session, complaint_id=demo.id, actor="演示数据", now=now)
+    session.commit()
+    real = service.intake(session, text="市民来电反映：石潭路88号烧烤店油烟直排，请处理。", triager=triager, now=now)
+    service.merge(session, complaint_id=real.id, parent_id=demo.id, actor="调度", now=now)
+    session.commit()
+    assert clear_demo(session, settings) == 1
+    session.expire_all()
+    assert session.scalars(select(Complaint.id)).all() == [real.id]
+    back = session.get(Complaint, real.id)
+    assert back.merged_into is None and back.status == "triaged"  # in the dispatcher's queue again
+    assert session.scalar(select(func.count()).select_from(Assignment)) == 0
+    assert session.scalar(select(func.count()).select_from(Suggestion).where(Suggestion.complaint_id == demo.id)) == 0
+    assert "demo_link_removed" in session.scalars(select(Event.kind).where(Event.complaint_id == real.id)).all()

@@ -27,7 +27,7 @@ import yaml
 from sqlalchemy import or_, select
 
 from triage.queue import service
-from triage.queue.models import DEMO_SOURCE, Complaint, Event
+from triage.queue.models import DEMO_SOURCE, Complaint, Event, Status
 from triage.queue.sla import TZ, local_date
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,13 @@ def clear_demo(session, settings) -> int:
             dropped = [name for name in ("duplicate_of", "merged_into", "relapse_of") if getattr(c, name) in ids]
             for name in dropped:
                 setattr(c, name, None)
+            before = c.status
+            if c.status == Status.merged.value and "merged_into" in dropped:
+                # Merged into a demo complaint that will never close: back to the dispatcher's queue.
+                c.status = (Status.triaged if c.suggestions else Status.received).value
             session.add(Event(complaint_id=c.id, kind="demo_link_removed", actor="triage demo clear",
-                              at=datetime.now(UTC), reason="关联的演示数据已清除", data={"removed": dropped}))
+                              at=datetime.now(UTC), from_status=before, to_status=c.status,
+                              reason="关联的演示数据已清除", data={"removed": dropped}))
         for c in demo:  # links inside the demo set go first, so the rows can go in any order
             c.duplicate_of = c.merged_into = c.relapse_of = None
         session.flush()
