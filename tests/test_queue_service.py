@@ -334,6 +334,19 @@ def test_duplicate_flag_merge_and_children_follow_parent(session, triager, sink)
     with pytest.raises(service.IllegalTransition):
         service.reopen(session, complaint_id=child.id, actor="d", reason="x", now=t0 + timedelta(days=4))
     session.rollback()
+    # The parent is reopened: its duplicate is no longer 办结 either, and closes again with the new reply.
+    service.reopen(session, complaint_id=parent.id, actor="d", reason="群众反映仍在直排", now=t0 + timedelta(days=4))
+    session.commit()
+    session.expire_all()
+    child = session.get(Complaint, again.id)
+    assert (child.status, child.result, child.closed_at) == ("merged", None, None)
+    assert [e.kind for e in events(session, child.id)][-1] == "reopen"
+    service.close(session, complaint_id=parent.id, actor="d", reply="已查封违规排放设备。", result="属实",
+                  now=t0 + timedelta(days=6))
+    session.commit()
+    session.expire_all()
+    child = session.get(Complaint, again.id)
+    assert (child.status, child.reply) == ("closed", "已查封违规排放设备。")
 
     relapse = service.intake(session, text="市民来电反映：石潭路88号那家烧烤店又开始油烟直排了，请处理。",
                              address="白云区石井街石潭路88号", triager=triager, now=t0 + timedelta(days=30))

@@ -13,7 +13,7 @@ State machine::
         └──────────assign (labels given)──────▲  │  ▲ └──────────close──────────────▲   │
                                   returned ◀─return│  └extend (延期, stays assigned)      │
                                      └──assign────┘  ◀──────────reopen (重办)──────────┘
-    any open state ──merge──▶ merged ──(parent closes)──▶ closed
+    any open state ──merge──▶ merged ──(parent closes)──▶ closed ──(parent reopens)──▶ merged
 """
 
 from __future__ import annotations
@@ -802,6 +802,16 @@ def reopen(session: Session, *, complaint_id: int, actor: str, reason: str, unit
     c.assign_count = (c.assign_count or 0) + 1
     _event(session, c, kind="reopen", actor=actor, at=now, from_status=prev, to_status=c.status, reason=reason_v,
            data={**old, "unit_type": ut, "deadline": d.due, "reopen_count": c.reopen_count})
+    # Duplicates that closed with this complaint follow it again: merged until it closes anew, with the new reply.
+    children = session.scalars(select(Complaint).where(Complaint.merged_into == c.id,
+                                                       Complaint.status == Status.closed.value)
+                               .with_for_update()).all()
+    for child in children:
+        child.status, child.closed_at, child.result, child.reply = Status.merged.value, None, None, None
+        child.reopen_count = (child.reopen_count or 0) + 1
+        _event(session, child, kind="reopen", actor=actor, at=now, from_status=Status.closed.value,
+               to_status=Status.merged.value, reason=f"随主件 {c.id} 重办 / reopened with parent {c.id}",
+               data={"parent_id": c.id})
     _flush(session)
     return a
 
