@@ -98,3 +98,42 @@ def test_style_examples():
     assert resolve_examples(pool, "晚上工地施工太吵", k=1, subtype="noise.construction")[0]["reply"] == "已责令停止夜间施工"
     assert resolve_examples(lambda text, **kw: 1 / 0, "x") == []  # a broken source never breaks drafting
     assert "示例1" in format_examples(ex) and format_examples([]) == "（无）"
+
+
+GD = "广东省大气污染防治条例"
+BJ = "北京市环境噪声污染防治办法"
+
+
+class LocalStore(FakeStore):
+    """Two local regulations rank first: one of Guangdong, one of Beijing."""
+
+    def query(self, name, vector, k=5, where=None):
+        local = [Hit("gd", "餐饮油烟应当安装净化设施", meta(GD, 40, "第四十条", "2019-03-01", level="local"), 0.95),
+                 Hit("bj", "夜间施工须经批准", meta(BJ, 17, "第十七条", "2007-01-01", level="local"), 0.94)]
+        return (local + super().query(name, vector, k=k, where=where))[:k]
+
+
+def test_local_regulations_only_of_the_jurisdictions_regions():
+    def laws(jurisdiction):
+        retr = kb_retriever(Settings(jurisdiction=jurisdiction), store=LocalStore(), embedder=FakeEmbedder())
+        return {a["law"] for a in call_retriever(retr, "油烟", date(2026, 10, 1), k=5, subtype=None)}
+
+    guangzhou, haikou = laws("gz_baiyun_junhe"), laws("hk_longhua")
+    assert GD in guangzhou and BJ not in guangzhou  # Guangdong's rules bind a Guangzhou street, Beijing's do not
+    assert GD not in haikou and BJ not in haikou
+    assert CODE in guangzhou and CODE in haikou  # national law applies everywhere
+
+
+def test_routing_regions_are_validated(tmp_path):
+    import pytest
+    import yaml
+
+    from triage.classify.routing import load_routing
+    from triage.settings import get_settings
+
+    data = yaml.safe_load((get_settings().knowledge_dir / "routing.yaml").read_text(encoding="utf-8"))
+    data["jurisdictions"]["hk_longhua"]["regions"] = "海南省"
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ValueError, match="hk_longhua"):
+        load_routing(path)

@@ -52,6 +52,11 @@ def test_routing_rules_follow_the_division_of_duties():
     assert r.unit_name("urban_management", "gz_baiyun_junhe") == "均禾街综合行政执法办公室"
     assert r.unit_name("urban_management", "hk_longhua") == "龙华区综合行政执法局"
     assert is_night("凌晨两点还在施工", None) and not is_night("下午施工", None)
+    # Local regulations bind only their own places; national law binds everywhere.
+    gd = {"level": "local", "law": "《广东省大气污染防治条例》"}
+    assert r.local_rule_applies(gd, "gz_baiyun_junhe") and not r.local_rule_applies(gd, "hk_longhua")
+    assert r.local_rule_applies({"level": "national", "law": "中华人民共和国生态环境法典"}, "hk_longhua")
+    assert not r.local_rule_applies(gd, "no_such_place")
 
 
 @pytest.fixture(scope="module")

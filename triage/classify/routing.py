@@ -71,6 +71,22 @@ class Routing:
     def unit_name(self, unit_type: str, jurisdiction: str | None = None) -> str:
         return self.jurisdiction(jurisdiction)["units"].get(unit_type, unit_type)
 
+    def regions(self, jurisdiction: str | None = None) -> tuple[str, ...]:
+        """The places whose local regulations bind this jurisdiction (province, city, district), e.g. 广东省."""
+        return tuple(self.jurisdiction(jurisdiction).get("regions") or ())
+
+    def local_rule_applies(self, meta: dict[str, Any], jurisdiction: str | None = None) -> bool:
+        """National law and our digest apply everywhere; a local regulation only where its title's place is one of
+        the jurisdiction's regions (广东省大气污染防治条例 binds 广州, not 海口)."""
+        if meta.get("level") != "local":
+            return True
+        law = str(meta.get("law") or "").strip("《》")
+        try:
+            regions = self.regions(jurisdiction)
+        except KeyError:  # an unknown jurisdiction binds no local regulation
+            return False
+        return any(law.startswith(region) for region in regions)
+
     def resolve_unit(self, unit: str, jurisdiction: str | None) -> str:
         if unit.startswith("@"):
             return self.jurisdiction(jurisdiction)[unit[1:]]
@@ -103,6 +119,11 @@ def load_routing(path: Path) -> Routing:
         rules.append(Rule(id=r["id"], why=r.get("why", ""), unit=unit, types=_tuple(r.get("type")),
                           subtypes=_tuple(r.get("subtype")), any_words=_tuple(r.get("any_words")),
                           no_words=_tuple(r.get("no_words")), night=r.get("night")))
+    for code, j in data["jurisdictions"].items():
+        regions = j.get("regions")
+        if regions is not None and (not isinstance(regions, list)
+                                    or not all(isinstance(r, str) and r.strip() for r in regions)):
+            raise ValueError(f"routing jurisdiction {code}: regions must be a list of place names")
     return Routing(version=str(data.get("version", "unversioned")),
                    default_jurisdiction=data["default_jurisdiction"], jurisdictions=data["jurisdictions"],
                    rules=rules, unit_aliases=_aliases(data.get("unit_aliases") or {}))

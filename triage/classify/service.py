@@ -303,6 +303,8 @@ class Triager:
             force = _in_force(m, on)
             if not force:
                 continue  # replies cite the law in force on the date of the facts
+            if not self.routing.local_rule_applies(m, self.jurisdiction):
+                continue  # another province's or city's regulation does not bind this office
             out.append(CitedRegulation(law=m.get("law", ""), article=m.get("article", ""),
                                        article_no=m.get("article_no"), text=h.text[:600], in_force=force,
                                        similarity=round(h.similarity, 4)))

@@ -67,7 +67,8 @@ def _query_text(text: str, subtype: str | None) -> str:
 
 
 def kb_retriever(settings: Settings, *, store=None, embedder=None, overfetch: int = 4) -> Retriever:
-    """The default: Chroma ``regulations``, filtered to articles in force on the facts' date.
+    """The default: Chroma ``regulations``, filtered to articles in force on the facts' date and, for local
+    regulations, to those of the configured jurisdiction's regions.
 
     Also fetches our digest's articles for the subtype by exact metadata (law + article_no) so the drafter can
     prefer them when the knowledge base holds them. Store and embedder are created lazily.
@@ -75,8 +76,11 @@ def kb_retriever(settings: Settings, *, store=None, embedder=None, overfetch: in
 
     def retrieve(text: str, on: date, *, k: int = 5, subtype: str | None = None) -> list[dict]:
         nonlocal store, embedder
+        from triage.classify.routing import get_routing
         from triage.embeddings import get_embedder
         from triage.kb.store import get_store
+
+        routing = get_routing()
 
         on = as_date(on) or on
         store = store or get_store(settings)
@@ -97,6 +101,8 @@ def kb_retriever(settings: Settings, *, store=None, embedder=None, overfetch: in
             key = (law_key(d["law"]), d["article_no"])
             if not d["in_force"] or not d["article_no"] or key in seen:
                 continue
+            if not routing.local_rule_applies(hit.metadata, settings.jurisdiction):
+                continue  # a local regulation of another place
             seen.add(key)
             out.append(d)
             if len(out) - curated_n >= k:
