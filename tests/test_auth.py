@@ -253,7 +253,10 @@ def test_web_pages_follow_the_same_roles(anon, h, token_app):
     waiting = anon.post("/api/complaints", json={"text": FUMES + "另一处"}, headers=h["disp"]).json()["id"]
     assert anon.get("/queue").status_code == 401
     assert anon.get("/queue", headers=h["disp"]).status_code == 200
-    assert anon.get("/queue", headers=h["cg"]).status_code == 403  # lists are not filtered by unit yet
+    staff_queue = anon.get("/queue", headers=h["cg"])  # unit staff: only what their unit works now
+    assert staff_queue.status_code == 200
+    assert f'data-id="{mine}"' in staff_queue.text
+    assert f'data-id="{theirs}"' not in staff_queue.text and f'data-id="{waiting}"' not in staff_queue.text
     assert anon.get(f"/complaints/{mine}", headers=h["cg"]).status_code == 200
     assert anon.get(f"/complaints/{theirs}", headers=h["cg"]).status_code == 404
     assert anon.get("/dashboard", headers=h["boss"]).status_code == 200
@@ -271,6 +274,47 @@ def test_web_pages_follow_the_same_roles(anon, h, token_app):
                   follow_redirects=False)
     assert r.status_code in (200, 303)
     assert anon.get(f"/api/complaints/{waiting}", headers=h["disp"]).json()["complaint"]["status"] == "assigned"
+
+
+def test_web_login_cookie_logout(anon, h, token_app):
+    """The browser logs in on /login: the token lives in an HttpOnly cookie that only the pages read."""
+    cid = _intake_assigned(anon, h, FUMES)
+    denied = anon.get("/dashboard?from=2026-11-01")
+    assert denied.status_code == 401 and 'href="/login?next=%2Fdashboard%3Ffrom%3D2026-11-01"' in denied.text
+    assert anon.get("/login").status_code == 200 and 'name="password"' in anon.get("/login").text
+
+    wrong = anon.post("/login", data={"username": "boss", "password": "not it at all", "next": "/dashboard"},
+                      follow_redirects=False)
+    assert wrong.status_code == 401 and "用户名或密码错误" in wrong.text and "triage_session" not in wrong.cookies
+    ok = anon.post("/login", data={"username": "boss", "password": PASSWORD, "next": "/dashboard"},
+                   follow_redirects=False)
+    assert ok.status_code == 303 and ok.headers["location"] == "/dashboard"
+    cookie = ok.headers["set-cookie"]
+    assert "triage_session=trg_" in cookie and "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
+    page = anon.get("/dashboard")
+    assert page.status_code == 200 and 'data-user="boss"' in page.text and "管理人员" in page.text
+    assert anon.get("/api/queue").status_code == 401  # the API never takes the cookie
+    assert anon.post(f"/complaints/{cid}/close", data={"reply": "x", "result": "属实"},
+                     follow_redirects=False).status_code == 403  # the manager's role still applies
+
+    out = anon.post("/logout", follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert anon.get("/dashboard").status_code == 401
+    token = cookie.split("triage_session=", 1)[1].split(";", 1)[0]
+    assert anon.get("/dashboard", cookies={"triage_session": token}).status_code == 401  # revoked, not just dropped
+
+    away = anon.post("/login", data={"username": "cg", "password": PASSWORD, "next": "//evil.example/x"},
+                     follow_redirects=False)
+    assert away.status_code == 303 and away.headers["location"] == "/"  # never off-site
+    staff = anon.get("/")
+    assert staff.status_code == 200 and f'data-id="{cid}"' in staff.text and "承办单位 · " in staff.text
+
+
+def test_web_login_is_throttled_like_the_api(anon):
+    for _ in range(5):
+        assert anon.post("/login", data={"username": "disp", "password": "nope nope nope"}).status_code == 401
+    r = anon.post("/login", data={"username": "disp", "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 429 and "triage_session" not in r.headers.get("set-cookie", "")
 
 
 # ------------------------------------------------------------------------------------- dev mode, CLI

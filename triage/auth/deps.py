@@ -1,7 +1,8 @@
 """FastAPI dependencies for authentication and authorisation.
 
 * ``get_principal``: who calls. Dev mode: the X-Actor header (URL-encoded Chinese allowed), every role's rights.
-  Token mode: ``Authorization: Bearer trg_…`` (Open311 clients may send it as ``api_key`` instead); else 401.
+  Token mode: ``Authorization: Bearer trg_…`` (Open311 clients may send it as ``api_key`` instead; the web pages
+  read it from the cookie ``/login`` sets); else 401.
 * ``authorize``: mounted on the /api and /open311 routers by ``create_app``; looks the route up in
   ``permissions.ROUTES`` and checks the role, and the unit for unit staff. Public routes never resolve a token.
 * ``get_unit_scope``: the unit kind a unit-staff caller is limited to (None for everyone else).
@@ -22,6 +23,7 @@ from triage.queue.service import InvalidInput, NotFound
 
 bearer = HTTPBearer(auto_error=False, description="POST /api/auth/token 取得的令牌 / token from /api/auth/token")
 STAFF_STATUSES = ("assigned", "replied")
+WEB_TOKEN_COOKIE = "triage_session"
 
 
 def _mode(request: Request) -> str:
@@ -37,8 +39,13 @@ def dev_actor(x_actor: str | None) -> str:
 def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
     if credentials is not None and credentials.scheme.lower() == "bearer":
         return credentials.credentials.strip()
-    if request.url.path.startswith("/open311/"):
+    path = request.url.path
+    if path.startswith("/open311/"):
         return request.query_params.get("api_key") or None
+    if not path.startswith("/api/"):
+        # Web pages: the token the login page keeps in an HttpOnly, SameSite=Lax cookie (another site's form
+        # cannot post with it). The API never reads the cookie: its clients send the header.
+        return request.cookies.get(WEB_TOKEN_COOKIE) or None
     return None
 
 

@@ -66,10 +66,13 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("GET", "/open311/v2/requests.{fmt}"): "complaints.read",
     ("POST", "/open311/v2/requests.{fmt}"): "complaints.create",
     ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"): "complaints.read",
-    # The web pages (triage/web/routes.py). They ask get_actor, which checks these in token mode. List pages
-    # show every unit's cases, so unit staff are kept out of them until the pages filter by unit.
-    ("GET", "/"): "complaints.read_all",
-    ("GET", "/queue"): "complaints.read_all",
+    # The web pages (triage/web/routes.py). They ask get_actor, which checks these in token mode. The queue page
+    # shows unit staff only what their unit works now, as GET /api/queue does.
+    ("GET", "/login"): None,
+    ("POST", "/login"): None,
+    ("POST", "/logout"): None,
+    ("GET", "/"): "complaints.read",
+    ("GET", "/queue"): "complaints.read",
     ("POST", "/queue/accept"): "complaints.assign",
     ("GET", "/complaints/new"): "complaints.create",
     ("POST", "/complaints/new"): "complaints.create",

@@ -44,6 +44,13 @@ def type_name(code: str | None) -> str:
     return tax.name(code) if tax is not None else code
 
 
+ROLE_ZH = {"dispatcher": "派单员", "unit_staff": "承办单位", "manager": "管理人员", "admin": "管理员"}
+
+
+def role_name(role: str | None) -> str:
+    return ROLE_ZH.get(role or "", role or "")
+
+
 def unit_kind_name(code: str | None) -> str:
     if not code:
         return "—"

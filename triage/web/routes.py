@@ -47,6 +47,7 @@ from triage.api.deps import (
     get_unit_namer,
     resolve,
 )
+from triage.auth.deps import WEB_TOKEN_COOKIE, staff_queue_status
 from triage.metrics import compute_metrics, period_bounds
 from triage.queue import service
 from triage.queue.models import OPEN_STATUSES, Complaint, Status
@@ -78,7 +79,8 @@ def _env() -> Environment:
     env.globals.update(type_name=present.type_name, unit_kind_name=present.unit_kind_name,
                        status_name=present.status_name, event_name=present.event_name, fmt_dt=present.fmt_dt,
                        pct=present.pct, conf=present.confidence_text, source_name=present.source_name,
-                       generator_name=present.generator_name, zh=present.zh, RESULTS=present.RESULTS)
+                       generator_name=present.generator_name, zh=present.zh, RESULTS=present.RESULTS,
+                       role_name=present.role_name)
     return env
 
 
@@ -118,8 +120,10 @@ def _has_demo(app) -> bool:
 
 def render(request: Request, name: str, ctx: dict[str, Any], status_code: int = 200) -> HTMLResponse:
     flashes = _decode_flash(request.cookies.get(FLASH_COOKIE)) + list(ctx.pop("messages", []))
+    principal = getattr(request.state, "principal", None)
     full = {"flashes": flashes, "has_demo": _has_demo(request.app),
-            "demo_state": getattr(request.app.state, "web_demo", None), "nav": ctx.get("nav", ""), **ctx}
+            "demo_state": getattr(request.app.state, "web_demo", None), "nav": ctx.get("nav", ""),
+            "user": principal if principal is not None and not principal.dev else None, **ctx}
     resp = templates.TemplateResponse(request, name, full, status_code=status_code)
     if FLASH_COOKIE in request.cookies:
         resp.delete_cookie(FLASH_COOKIE, path="/")
@@ -130,6 +134,12 @@ def error_page(request: Request, status_code: int, message: str) -> HTMLResponse
     titles = {404: "找不到页面或记录", 409: "当前状态不允许该操作", 413: "文件太大", 422: "输入有误",
               503: "服务暂不可用"}
     ctx = {"title": titles.get(status_code, "出错了"), "message": message, "status": status_code}
+    if status_code == 401:
+        from urllib.parse import quote
+
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        ctx.update(title="需要登录", login_url="/login?next=" + quote(_safe_back(here) if request.method == "GET"
+                                                                   else "/", safe=""))
     try:
         return render(request, "error.html", ctx, status_code=status_code)
     except Exception:  # noqa: BLE001 - last resort: a minimal page
@@ -254,14 +264,80 @@ def _queue_row(entry: service.QueueEntry, now: datetime, sla: Sla) -> dict[str, 
     }
 
 
+def _staff_unit(request: Request) -> str | None:
+    principal = getattr(request.state, "principal", None)
+    if principal is None or principal.dev or principal.role != "unit_staff":
+        return None
+    return principal.unit_type
+
+
+# ------------------------------------------------------------------------------------------------ login
+def _token_mode(request: Request) -> bool:
+    return getattr(request.app.state.settings, "auth_mode", "dev") == "token"
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 - the usual name of the parameter
+    if not _token_mode(request):
+        return RedirectResponse(_safe_back(next), status_code=303)  # dev mode: no accounts, nothing to log in to
+    return render(request, "login.html", {"title": "登录", "next": _safe_back(next), "username": ""})
+
+
+@router.post("/login")
+def login_submit(request: Request, username: str = Form(""), password: str = Form(""),
+                 next: str = Form("/")) -> Response:  # noqa: A002
+    """Checks the password like POST /api/auth/token (same throttle), then keeps the token in a cookie."""
+    from triage.auth import service as auth
+
+    target = _safe_back(next)
+    if not _token_mode(request):
+        return RedirectResponse(target, status_code=303)
+    settings = request.app.state.settings
+    ttl = timedelta(hours=settings.token_ttl_hours)
+    try:
+        with request.app.state.session_factory() as session:
+            user = auth.authenticate(session, username=username[:100], password=password[:1000])
+            token, _ = auth.issue_token(session, user=user, ttl=ttl, label="web")
+            session.commit()
+    except service.DomainError as exc:  # wrong password (401) or too many attempts (429)
+        ctx = {"title": "登录", "next": target, "username": username[:100],
+               "messages": [("error", present.zh(exc.message))]}
+        return render(request, "login.html", ctx, status_code=exc.status_code)
+    resp = RedirectResponse(target, status_code=303)
+    resp.set_cookie(WEB_TOKEN_COOKIE, token, max_age=int(ttl.total_seconds()), httponly=True, samesite="lax",
+                    secure=request.url.scheme == "https", path="/")
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    from triage.auth import service as auth
+
+    token = request.cookies.get(WEB_TOKEN_COOKIE)
+    if token:
+        with request.app.state.session_factory() as session:
+            auth.revoke_token(session, token)
+            session.commit()
+    resp = RedirectResponse("/login" if _token_mode(request) else "/", status_code=303)
+    resp.delete_cookie(WEB_TOKEN_COOKIE, path="/")
+    return resp
+
+
+# ------------------------------------------------------------------------------------------------ queue
 @router.get("/", response_class=HTMLResponse)
 @router.get("/queue", response_class=HTMLResponse)
 def queue_page(status: str = "", unit: str = "", ptype: str = Query("", alias="type"), overdue: str = "",
                p: Page = Depends(page)) -> HTMLResponse:
     messages: list[tuple[str, str]] = []
+    staff_unit = _staff_unit(p.request)
     try:
-        entries = service.list_queue(p.session, status=status or None, unit_type=unit or None, limit=QUEUE_LIMIT,
-                                     now=p.now, sla=p.sla)
+        if staff_unit:  # unit staff: only what their unit works now (as GET /api/queue)
+            unit, wanted = staff_unit, staff_queue_status(status or None)
+            entries = (service.list_queue(p.session, status=wanted, unit_type=unit, limit=QUEUE_LIMIT, now=p.now,
+                                          sla=p.sla) if wanted else [])
+        else:
+            entries = service.list_queue(p.session, status=status or None, unit_type=unit or None,
+                                         limit=QUEUE_LIMIT, now=p.now, sla=p.sla)
     except service.DomainError as exc:
         entries, messages = [], [("error", present.zh(exc.message))]
     if ptype:
@@ -274,7 +350,8 @@ def queue_page(status: str = "", unit: str = "", ptype: str = Query("", alias="t
         "nav": "queue", "title": "待办队列", "rows": rows, "total": len(entries), "shown": len(rows),
         "filters": {"status": status, "unit": unit, "type": ptype, "overdue": bool(overdue)},
         "status_filters": STATUS_FILTERS, "back": "/" + (f"?{query}" if query else ""),
-        "bulk_count": sum(1 for r in rows if r["bulk"]), "messages": messages, **_options(p.unit_namer),
+        "bulk_count": 0 if staff_unit else sum(1 for r in rows if r["bulk"]), "messages": messages,
+        "staff_unit": staff_unit, **_options(p.unit_namer),
     }
     return render(p.request, "queue.html", ctx)
 
