@@ -215,8 +215,8 @@ def demo_clear(yes: Annotated[bool, typer.Option("--yes", help="不再确认 / d
     from sqlalchemy import func, select
 
     from triage.db import create_all, get_engine, session_factory
-    from triage.queue.models import Complaint
-    from triage.web.demo import DEMO_SOURCE, clear_demo
+    from triage.queue.models import DEMO_SOURCE, Complaint
+    from triage.web.demo import clear_demo
 
     settings = get_settings()
     engine = get_engine(settings)

@@ -47,7 +47,7 @@ from triage.api.deps import (
     get_unit_namer,
     resolve,
 )
-from triage.auth.deps import WEB_TOKEN_COOKIE, staff_queue_status
+from triage.auth.deps import WEB_TOKEN_COOKIE, get_unit_scope, staff_queue_status
 from triage.metrics import compute_metrics, period_bounds
 from triage.queue import service
 from triage.queue.models import OPEN_STATUSES, Complaint, Status
@@ -265,10 +265,9 @@ def _queue_row(entry: service.QueueEntry, now: datetime, sla: Sla) -> dict[str, 
 
 
 def _staff_unit(request: Request) -> str | None:
+    """The unit a unit-staff user is limited to (None for everyone else), as the API's queue applies it."""
     principal = getattr(request.state, "principal", None)
-    if principal is None or principal.dev or principal.role != "unit_staff":
-        return None
-    return principal.unit_type
+    return get_unit_scope(principal) if principal is not None else None
 
 
 # ------------------------------------------------------------------------------------------------ login
@@ -351,7 +350,7 @@ def queue_page(status: str = "", unit: str = "", ptype: str = Query("", alias="t
         "filters": {"status": status, "unit": unit, "type": ptype, "overdue": bool(overdue)},
         "status_filters": STATUS_FILTERS, "back": "/" + (f"?{query}" if query else ""),
         "bulk_count": 0 if staff_unit else sum(1 for r in rows if r["bulk"]), "messages": messages,
-        "staff_unit": staff_unit, **_options(p.unit_namer),
+        **_options(p.unit_namer),
     }
     return render(p.request, "queue.html", ctx)
 
