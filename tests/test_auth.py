@@ -281,6 +281,7 @@ def test_web_login_cookie_logout(anon, h, token_app):
     cid = _intake_assigned(anon, h, FUMES)
     denied = anon.get("/dashboard?from=2026-11-01")
     assert denied.status_code == 401 and 'href="/login?next=%2Fdashboard%3Ffrom%3D2026-11-01"' in denied.text
+    assert "请先登录" in denied.text and "Bearer" not in denied.text  # the page's words, not the API's
     assert anon.get("/login").status_code == 200 and 'name="password"' in anon.get("/login").text
 
     wrong = anon.post("/login", data={"username": "boss", "password": "not it at all", "next": "/dashboard"},
@@ -301,13 +302,18 @@ def test_web_login_cookie_logout(anon, h, token_app):
     assert out.status_code == 303 and out.headers["location"] == "/login"
     assert anon.get("/dashboard").status_code == 401
     token = cookie.split("triage_session=", 1)[1].split(";", 1)[0]
-    assert anon.get("/dashboard", cookies={"triage_session": token}).status_code == 401  # revoked, not just dropped
+    stale = anon.get("/dashboard", cookies={"triage_session": token})
+    assert stale.status_code == 401 and "登录已过期或已退出" in stale.text  # revoked, not just dropped
 
     away = anon.post("/login", data={"username": "cg", "password": PASSWORD, "next": "//evil.example/x"},
                      follow_redirects=False)
     assert away.status_code == 303 and away.headers["location"] == "/"  # never off-site
     staff = anon.get("/")
     assert staff.status_code == 200 and f'data-id="{cid}"' in staff.text and "承办单位 · " in staff.text
+    # Unit staff are shown only what they may use: no bulk dispatch, no unit filter, no manager pages.
+    assert "data-staff-queue" in staff.text and 'action="/queue/accept"' not in staff.text
+    assert 'name="unit"' not in staff.text
+    assert 'href="/dashboard"' not in staff.text and 'href="/knowledge"' in staff.text
 
 
 def test_web_login_is_throttled_like_the_api(anon):

@@ -73,6 +73,16 @@ DASHBOARD_WEEKS = 8
 
 
 # --------------------------------------------------------------------------------------------- rendering
+def _may_open(user, path: str) -> bool:
+    """Whether the navigation shows a page: a logged-in user sees only the pages their role may open."""
+    if user is None:
+        return True  # dev mode (every role) or nobody logged in yet
+    from triage.auth.permissions import ROUTES, allowed
+
+    permission = ROUTES.get(("GET", path))
+    return permission is None or allowed(user.role, permission)
+
+
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                       autoescape=select_autoescape(default=True, default_for_string=True))
@@ -80,7 +90,7 @@ def _env() -> Environment:
                        status_name=present.status_name, event_name=present.event_name, fmt_dt=present.fmt_dt,
                        pct=present.pct, conf=present.confidence_text, source_name=present.source_name,
                        generator_name=present.generator_name, zh=present.zh, RESULTS=present.RESULTS,
-                       role_name=present.role_name)
+                       role_name=present.role_name, may_open=_may_open)
     return env
 
 
@@ -139,7 +149,10 @@ def error_page(request: Request, status_code: int, message: str) -> HTMLResponse
 
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         ctx.update(title="需要登录", login_url="/login?next=" + quote(_safe_back(here) if request.method == "GET"
-                                                                   else "/", safe=""))
+                                                                   else "/", safe=""),
+                   # the API's reason speaks of bearer headers; a person at a browser needs the page's words
+                   message="登录已过期或已退出，请重新登录。" if request.cookies.get(WEB_TOKEN_COOKIE)
+                   else "请先登录，登录后回到本页。")
     try:
         return render(request, "error.html", ctx, status_code=status_code)
     except Exception:  # noqa: BLE001 - last resort: a minimal page
@@ -350,7 +363,7 @@ def queue_page(status: str = "", unit: str = "", ptype: str = Query("", alias="t
         "filters": {"status": status, "unit": unit, "type": ptype, "overdue": bool(overdue)},
         "status_filters": STATUS_FILTERS, "back": "/" + (f"?{query}" if query else ""),
         "bulk_count": 0 if staff_unit else sum(1 for r in rows if r["bulk"]), "messages": messages,
-        **_options(p.unit_namer),
+        "staff_unit": staff_unit, **_options(p.unit_namer),
     }
     return render(p.request, "queue.html", ctx)
 
