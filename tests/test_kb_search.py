@@ -245,3 +245,18 @@ def test_cli_first_use_ingests_the_digest_then_ingest_is_idempotent(monkeypatch,
     assert "法规入库结果" in res.stdout and store.count(REGULATIONS) == n + 2
     res = runner.invoke(app, ["ingest", str(law)])
     assert res.exit_code == 0 and store.count(REGULATIONS) == n + 2
+
+
+LOCAL_DIR = LAWS / "local"
+
+
+@pytest.mark.skipif(not LOCAL_DIR.is_dir(), reason="../shared/data/laws/local not present")
+def test_local_regulations_say_where_they_apply(tmp_path, embedder):
+    """A Guangdong regulation applies to a Guangzhou street, not to a Haikou district; search says so."""
+    store = _store(tmp_path / "chroma")
+    ingest_paths([LOCAL_DIR / "广东省建筑垃圾管理条例(2022-11-30).md"], store=store, embedder=embedder, progress=False)
+    guangzhou = search("建筑垃圾乱倒", k=3, on=IN_FORCE_DAY, store=store, embedder=embedder,
+                       jurisdiction="gz_baiyun_junhe")
+    haikou = search("建筑垃圾乱倒", k=3, on=IN_FORCE_DAY, store=store, embedder=embedder, jurisdiction="hk_longhua")
+    assert guangzhou and all(r["level"] == "local" and r["applies_here"] for r in guangzhou)
+    assert haikou and not any(r["applies_here"] for r in haikou)

@@ -96,7 +96,7 @@ def knowledge_search(
         if params.collection == REGULATIONS:
             _ensure_default_knowledge(settings, store, embedder)
         results = search(params.q, collection=params.collection, k=params.k, on=params.on, store=store,
-                         embedder=embedder)
+                         embedder=embedder, jurisdiction=settings.jurisdiction)
     except SearchError as exc:
         raise HTTPException(422, str(exc)) from None
     except KnowledgeStoreError as exc:

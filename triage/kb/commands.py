@@ -144,7 +144,8 @@ def search_command(
     store, embedder = _open_or_exit(settings)
     _first_use(settings, store, embedder)
     try:
-        results = search(text, collection=collection, k=k, on=on_date, store=store, embedder=embedder)
+        results = search(text, collection=collection, k=k, on=on_date, store=store, embedder=embedder,
+                         jurisdiction=settings.jurisdiction)
     except SearchError as exc:
         _err().print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -173,6 +174,8 @@ def search_command(
         for r in results:
             article = r["article"] + ("（摘要）" if r.get("source") == "digest" else "")
             force = "[green]是[/green]" if r["in_force"] else "[red]否[/red]"
+            if not r.get("applies_here", True):
+                force += "（外地法规）"
             body = f"{r['title']}：{r['text']}" if r.get("title") else r["text"]
             table.add_row(r["law"], article, force, f"{r['similarity']:.3f}", _preview(body))
     out.print(table)

@@ -31,11 +31,13 @@ def validate(query: str | None, collection: str, k: int) -> str:
 
 
 def search(query: str, *, collection: str = REGULATIONS, k: int = 5, on: date | None = None,
-           store: KnowledgeStore, embedder, in_force_only: bool = False) -> list[dict[str, Any]]:
+           store: KnowledgeStore, embedder, in_force_only: bool = False,
+           jurisdiction: str | None = None) -> list[dict[str, Any]]:
     """Nearest articles (or past cases) to ``query``, best first.
 
     Regulations: ``{id, law, article, article_no, text, in_force, similarity, part_path, source, level, effective,
-    repealed, cites, title}``; ``in_force`` is judged on ``on`` (default today); one hit per (law, article);
+    repealed, cites, title, applies_here}``; ``in_force`` is judged on ``on`` (default today); ``applies_here`` is
+    False for a local regulation of a place outside ``jurisdiction``'s regions; one hit per (law, article);
     ``in_force_only`` drops articles not in force on that date. Cases: ``{id, text, pollution_type, subtype,
     unit_type, unit_raw, reply, similarity}``. Raises SearchError for bad input.
     """
@@ -45,6 +47,9 @@ def search(query: str, *, collection: str = REGULATIONS, k: int = 5, on: date | 
     if collection == CASES:
         return [_case(h) for h in store.query(CASES, vector, k=k)]
 
+    from triage.classify.routing import get_routing
+
+    routing = get_routing()
     hits = store.query(REGULATIONS, vector, k=k * OVERFETCH)
     out: list[dict[str, Any]] = []
     seen: set[tuple[str, Any]] = set()
@@ -72,6 +77,7 @@ def search(query: str, *, collection: str = REGULATIONS, k: int = 5, on: date | 
             "repealed": m.get("repealed", ""),
             "cites": m.get("cites", ""),
             "title": m.get("title", ""),
+            "applies_here": routing.local_rule_applies(m, jurisdiction),
         })
         if len(out) >= k:
             break

@@ -745,7 +745,8 @@ def knowledge_page(request: Request, q: str = "", collection: str = "regulations
             from triage.api.knowledge import _ensure_default_knowledge
 
             _ensure_default_knowledge(settings, store, embedder)
-        ctx["results"] = search(text, collection=collection, k=n, on=on_day, store=store, embedder=embedder)
+        ctx["results"] = search(text, collection=collection, k=n, on=on_day, store=store, embedder=embedder,
+                                jurisdiction=settings.jurisdiction)
         ctx["on_day"] = on_day.isoformat()
     except ImportError:
         ctx["messages"] = [("error", "知识库检索功能尚未安装。")]
