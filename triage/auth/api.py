@@ -94,10 +94,8 @@ async def login(request: Request, settings: Settings = Depends(get_settings_dep)
 
     def work() -> TokenOut:
         with request.app.state.session_factory() as session:
-            user = service.authenticate(session, username=body.username, password=body.password)
-            token, rec = service.issue_token(session, user=user, ttl=timedelta(hours=settings.token_ttl_hours),
-                                             label=body.label)
-            session.commit()
+            token, rec, user = service.log_in(session, username=body.username, password=body.password,
+                                              ttl=timedelta(hours=settings.token_ttl_hours), label=body.label)
             return TokenOut(access_token=token, expires_at=rec.expires_at, user=user_out(user))
 
     from starlette.concurrency import run_in_threadpool

@@ -26,7 +26,7 @@ STAFF_STATUSES = ("assigned", "replied")
 WEB_TOKEN_COOKIE = "triage_session"
 
 
-def _mode(request: Request) -> str:
+def auth_mode(request: Request) -> str:
     settings = getattr(request.app.state, "settings", None)
     return getattr(settings, "auth_mode", "dev") or "dev"
 
@@ -55,7 +55,7 @@ def get_principal(request: Request, credentials: HTTPAuthorizationCredentials | 
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    if _mode(request) == "dev":
+    if auth_mode(request) == "dev":
         principal = Principal(name=dev_actor(x_actor), role=Role.admin.value, dev=True)
     else:
         token = _token(request, credentials)

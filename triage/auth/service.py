@@ -245,6 +245,15 @@ def issue_token(session: Session, *, user: User, ttl: timedelta, label: str | No
     return token, rec
 
 
+def log_in(session: Session, *, username: str, password: str, ttl: timedelta,
+           label: str | None = None) -> tuple[str, ApiToken, User]:
+    """Check the password (throttled) and issue a token, committed: what the API and the login page both do."""
+    user = authenticate(session, username=username, password=password)
+    token, rec = issue_token(session, user=user, ttl=ttl, label=label)
+    session.commit()
+    return token, rec, user
+
+
 def resolve_token(session: Session, token: str, *, now: datetime | None = None) -> Principal | None:
     """The principal a bearer token stands for, or None (unknown, expired, revoked, user inactive)."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:

@@ -133,17 +133,17 @@ class PrototypeMember:
             for text in (f"{name}：{description}", *examples):
                 codes.append(code)
                 texts.append(text)
-        self.codes = np.array([labels.subtypes.index(c) for c in codes])
+        codes_idx = np.array([labels.subtypes.index(c) for c in codes])
+        self._groups = [np.flatnonzero(codes_idx == j) for j in range(len(labels.subtypes))]  # rows per label
         self.vectors = embedder.embed_passages(texts)
         self._type_of = np.array([labels.types.index(tax.type_of(c) if c else NOT_ENV) for c in labels.subtypes])
 
     def predict_vec(self, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sims = self.vectors @ qvec
         sub = np.full(len(self.labels.subtypes), -1.0)
-        for j in range(len(sub)):
-            mine = np.sort(sims[self.codes == j])[-self.TOP:]
-            if len(mine):
-                sub[j] = float(mine.mean())
+        for j, rows in enumerate(self._groups):
+            if len(rows):
+                sub[j] = float(np.sort(sims[rows])[-self.TOP:].mean())
         typ = np.full(len(self.labels.types), -1.0)
         np.maximum.at(typ, self._type_of, sub)
         soft = lambda v: _normalise_rows(np.exp((v - v.max()) / self.temperature))  # noqa: E731

@@ -47,7 +47,7 @@ from triage.api.deps import (
     get_unit_namer,
     resolve,
 )
-from triage.auth.deps import WEB_TOKEN_COOKIE, get_unit_scope, staff_queue_status
+from triage.auth.deps import WEB_TOKEN_COOKIE, auth_mode, get_unit_scope, staff_queue_status
 from triage.metrics import compute_metrics, period_bounds
 from triage.queue import service
 from triage.queue.models import OPEN_STATUSES, Complaint, Status
@@ -285,7 +285,7 @@ def _staff_unit(request: Request) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ login
 def _token_mode(request: Request) -> bool:
-    return getattr(request.app.state.settings, "auth_mode", "dev") == "token"
+    return auth_mode(request) == "token"
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -308,9 +308,8 @@ def login_submit(request: Request, username: str = Form(""), password: str = For
     ttl = timedelta(hours=settings.token_ttl_hours)
     try:
         with request.app.state.session_factory() as session:
-            user = auth.authenticate(session, username=username[:100], password=password[:1000])
-            token, _ = auth.issue_token(session, user=user, ttl=ttl, label="web")
-            session.commit()
+            token, _, _ = auth.log_in(session, username=username[:100], password=password[:1000], ttl=ttl,
+                                      label="web")
     except service.DomainError as exc:  # wrong password (401) or too many attempts (429)
         ctx = {"title": "登录", "next": target, "username": username[:100],
                "messages": [("error", present.zh(exc.message))]}
