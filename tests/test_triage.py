@@ -180,3 +180,18 @@ def test_the_unit_a_complaint_asks_for_overrules_similar_cases(tmp_path, embedde
     # A unit only mentioned, not asked for, is reported as such.
     asked = triager.suggest("市民来电咨询：派出所电话的问题")  # no order in the history only mentions a unit
     assert (asked.unit_type, asked.unit_decided_by) == ("public_security", "来电提及「派出所」")
+
+
+
+def test_no_member_can_veto_a_label_alone():
+    # A history holding one radiation case in a thousand gives "radiation" a neighbour share of ~1e-4: pooled
+    # as is, that alone is about 9 nats against it. The floor caps what one member can say.
+    from triage.classify.service import FLOOR, _floored
+
+    never_seen = np.array([1.0 - 7e-4] + [1e-4] * 7)
+    for member in ("keywords", "neighbours"):
+        assert FLOOR[member] > 0
+        floored = _floored(never_seen, member)
+        assert np.isclose(floored.sum(), 1.0)
+        assert np.log(floored.max() / floored.min()) < 6.0, member
+        assert floored.argmax() == 0  # still the member's own reading
