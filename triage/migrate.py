@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection, Engine
 
-from triage.settings import PROJECT_ROOT
+from triage.settings import RESOURCE_ROOT
 
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+MIGRATIONS_DIR = RESOURCE_ROOT / "migrations"
 BASELINE = "0001"  # the schema that create_all made before migrations existed
 
 
@@ -49,7 +49,7 @@ def render_item(type_: str, obj: Any, autogen_context) -> str | bool:
 def alembic_config(connection: Connection | None = None):
     from alembic.config import Config
 
-    ini = PROJECT_ROOT / "alembic.ini"
+    ini = RESOURCE_ROOT / "alembic.ini"
     cfg = Config(str(ini)) if ini.exists() else Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:

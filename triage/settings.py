@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sysconfig
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -9,8 +10,22 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The repository root: knowledge/ and prompts/ live beside the package (editable install).
+# The repository root: knowledge/, prompts/ and migrations/ live beside the package in a checkout.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _resource_root() -> Path:
+    """Where knowledge/, prompts/, migrations/ and alembic.ini are read from.
+
+    A checkout (editable install, tests, CI) reads them beside the package, so an edit takes effect at once; a
+    plain `pip install` of the wheel gets them as data files under <prefix>/share/triage12345 (pyproject.toml).
+    """
+    if (PROJECT_ROOT / "knowledge" / "taxonomy.yaml").is_file():
+        return PROJECT_ROOT
+    return Path(sysconfig.get_path("data")) / "share" / "triage12345"
+
+
+RESOURCE_ROOT = _resource_root()
 
 
 class Settings(BaseSettings):
@@ -25,8 +40,8 @@ class Settings(BaseSettings):
     # "onnx": the same weights exported once to ONNX and run by ONNX Runtime (about twice as fast on two cores;
     # checked against torch at export, torch is used where the export fails); "torch": sentence-transformers only.
     embedding_backend: Literal["onnx", "torch"] = "onnx"
-    knowledge_dir: Path = PROJECT_ROOT / "knowledge"
-    prompts_dir: Path = PROJECT_ROOT / "prompts"
+    knowledge_dir: Path = RESOURCE_ROOT / "knowledge"
+    prompts_dir: Path = RESOURCE_ROOT / "prompts"
     jurisdiction: str = "gz_baiyun_junhe"
     # Reply drafting through any OpenAI-compatible endpoint; empty = template drafter.
     llm_base_url: str | None = None

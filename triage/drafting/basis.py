@@ -31,8 +31,9 @@ from triage.kb.regulations import (
     law_key,
     parse_digest,
 )
+from triage.settings import RESOURCE_ROOT, get_settings
 
-DIGEST_DIR = Path(__file__).resolve().parents[2] / "knowledge" / "regulations"
+DIGEST_DIR = RESOURCE_ROOT / "knowledge" / "regulations"
 GENERAL_KEY = "general"
 GIST_CHARS = 90
 
@@ -75,8 +76,17 @@ def entries_of(e: DigestEntry) -> list[BasisEntry]:
     return out
 
 
+def load_digest(folder: Path | None = None) -> dict[str, tuple[BasisEntry, ...]]:
+    """The digest of the configured knowledge folder (TRIAGE_KNOWLEDGE_DIR), the same one `triage kb` ingests."""
+    if folder is None:
+        folder = Path(get_settings().knowledge_dir) / "regulations"
+        if not folder.is_dir():  # a knowledge folder without its own digest (tests, a trimmed copy)
+            folder = DIGEST_DIR
+    return _load_digest(Path(folder))
+
+
 @lru_cache(maxsize=4)
-def load_digest(folder: Path = DIGEST_DIR) -> dict[str, tuple[BasisEntry, ...]]:
+def _load_digest(folder: Path) -> dict[str, tuple[BasisEntry, ...]]:
     """Subtype (or ``general``) → basis entries, each (law, article) once per subtype.
 
     Order: the subtype's own file first (the file with most entries for it), then entries serving fewer
