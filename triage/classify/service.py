@@ -39,7 +39,7 @@ WEIGHTS = {"linear": 1.0, "neighbours": 1.0, "keywords": 1.0, "prototypes": 1.0,
 # No member may veto a label on its own: a word list misses vocabulary, and an office's history may hold one
 # radiation case in a thousand, so "no neighbour says radiation" is weak evidence (unfloored, ~9 nats against).
 # Each of these members' distributions keeps this share spread evenly over the labels before pooling. Measured
-# on Haikou 5-fold CV (+4 orders, -2) and the message-board posts (+4 letters), with better calibration.
+# on Haikou 5-fold CV (+4 orders, -2) and the message-board posts (+3 letters), with better calibration.
 FLOOR = {"keywords": 0.05, "neighbours": 0.02}
 # How far the nearest past case may be before history stops being trusted (cosine, e5 passages).
 TRUST_FULL, TRUST_NONE = 0.95, 0.88
