@@ -26,6 +26,8 @@ def _resource_root() -> Path:
 
 
 RESOURCE_ROOT = _resource_root()
+# The shipped knowledge folder: the default of TRIAGE_KNOWLEDGE_DIR, and what a trimmed copy falls back to.
+DEFAULT_KNOWLEDGE_DIR = RESOURCE_ROOT / "knowledge"
 
 
 class Settings(BaseSettings):
@@ -40,7 +42,7 @@ class Settings(BaseSettings):
     # "onnx": the same weights exported once to ONNX and run by ONNX Runtime (about twice as fast on two cores;
     # checked against torch at export, torch is used where the export fails); "torch": sentence-transformers only.
     embedding_backend: Literal["onnx", "torch"] = "onnx"
-    knowledge_dir: Path = RESOURCE_ROOT / "knowledge"
+    knowledge_dir: Path = DEFAULT_KNOWLEDGE_DIR
     prompts_dir: Path = RESOURCE_ROOT / "prompts"
     jurisdiction: str = "gz_baiyun_junhe"
     # Reply drafting through any OpenAI-compatible endpoint; empty = template drafter.

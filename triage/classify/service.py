@@ -183,9 +183,9 @@ class Triager:
             ls += WEIGHTS["regulations"] * np.log(rg[1])
         nb = self.neighbours.predict_hits(hits)
         if nb is not None:
-            nb = tuple(_floored(p, "neighbours") for p in nb)
-            lt += trust * WEIGHTS["neighbours"] * np.log(nb[0])
-            ls += trust * WEIGHTS["neighbours"] * np.log(nb[1])
+            nb_t, nb_s = (_floored(p, "neighbours") for p in nb[:2])  # the unit part is routing's business
+            lt += trust * WEIGHTS["neighbours"] * np.log(nb_t)
+            ls += trust * WEIGHTS["neighbours"] * np.log(nb_s)
         if "type" in lin:
             lt += trust * WEIGHTS["linear"] * np.log(lin["type"])
         if "subtype" in lin:

@@ -31,9 +31,9 @@ from triage.kb.regulations import (
     law_key,
     parse_digest,
 )
-from triage.settings import RESOURCE_ROOT, get_settings
+from triage.settings import DEFAULT_KNOWLEDGE_DIR, get_settings
 
-DIGEST_DIR = RESOURCE_ROOT / "knowledge" / "regulations"
+DIGEST_DIR = DEFAULT_KNOWLEDGE_DIR / "regulations"
 GENERAL_KEY = "general"
 GIST_CHARS = 90
 

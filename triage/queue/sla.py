@@ -25,14 +25,14 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from triage.settings import RESOURCE_ROOT
+from triage.settings import DEFAULT_KNOWLEDGE_DIR
 
 log = logging.getLogger(__name__)
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY_END = time(23, 59, 59)
 FALLBACK_NOTE = "{years}年节假日安排尚未公布（calendar not yet published），期限按法定节假日规则推算、未计调休，公布后可能调整"
-_DEFAULT_KNOWLEDGE = RESOURCE_ROOT / "knowledge"
+_DEFAULT_KNOWLEDGE = DEFAULT_KNOWLEDGE_DIR
 
 SOURCE_OVERRIDE = "override"
 SOURCE_OFFICIAL = "chinesecalendar"

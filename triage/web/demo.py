@@ -29,7 +29,7 @@ from sqlalchemy import or_, select
 from triage.queue import service
 from triage.queue.models import DEMO_SOURCE, Complaint, Event, Status
 from triage.queue.sla import TZ, local_date
-from triage.settings import RESOURCE_ROOT
+from triage.settings import DEFAULT_KNOWLEDGE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def clear_demo(session, settings) -> int:
 def demo_file(settings) -> Path:
     path = Path(settings.knowledge_dir) / "demo" / "complaints.yaml"
     if not path.exists():  # a test's knowledge dir without demo data uses the project's
-        path = RESOURCE_ROOT / "knowledge" / "demo" / "complaints.yaml"
+        path = DEFAULT_KNOWLEDGE_DIR / "demo" / "complaints.yaml"
     return path
 
 
