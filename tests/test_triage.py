@@ -195,3 +195,27 @@ def test_no_member_can_veto_a_label_alone():
         assert np.isclose(floored.sum(), 1.0)
         assert np.log(floored.max() / floored.min()) < 6.0, member
         assert floored.argmax() == 0  # still the member's own reading
+
+
+def test_alternatives_list_what_one_source_backs():
+    # The pooled unit distribution is a product: a unit that only the similar cases back (here traffic_police,
+    # 5th in the pool because the caller named a generic "职能局" that this office sends elsewhere) would be cut
+    # from a top-3 read off the pool. The alternatives are chosen by the mean of the sources instead.
+    from types import SimpleNamespace
+
+    from triage.classify.members import Labels
+
+    units = ["urban_management", "public_security", "street_town", "housing_construction", "traffic_police",
+             "dispatch_center"]
+    me = SimpleNamespace(labels=Labels(types=[], subtypes=[], units=units))
+    pooled = np.array([0.05, 0.80, 0.07, 0.05, 0.03, 0.0])
+    neighbours = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    named = np.array([0.25, 0.5, 0.15, 0.1, 0.0, 0.0])
+    support = (neighbours + named) / 2
+    alts = Triager._unit_alternatives(me, "public_security", pooled, support)
+    assert [a.unit_type for a in alts][:2] == ["traffic_police", "urban_management"]
+    assert alts[0].confidence == 0.03  # what is shown is still the pooled probability
+    assert "public_security" not in [a.unit_type for a in alts]
+    # Without sources (no history, a rule decided), the pool's own order.
+    alts = Triager._unit_alternatives(me, "public_security", pooled, None)
+    assert [a.unit_type for a in alts] == ["street_town", "urban_management", "housing_construction"]
