@@ -260,3 +260,15 @@ def test_local_regulations_say_where_they_apply(tmp_path, embedder):
     haikou = search("建筑垃圾乱倒", k=3, on=IN_FORCE_DAY, store=store, embedder=embedder, jurisdiction="hk_longhua")
     assert guangzhou and all(r["level"] == "local" and r["applies_here"] for r in guangzhou)
     assert haikou and not any(r["applies_here"] for r in haikou)
+
+
+def test_a_suggestion_cites_each_article_once(kb, embedder, tmp_path):
+    # The digest writes 第二百五十条 as three provisions and the Code holds it too: all four sit near a fumes
+    # complaint. The dispatcher should see distinct articles, the best-matching passage of each.
+    from triage.classify.service import Triager
+
+    triager = Triager(store=kb, embedder=embedder, settings=Settings(data_dir=tmp_path))
+    s = triager.suggest("楼下饭店油烟直排，没装净化器，熏得家里没法开窗")
+    cited = [(r.law, r.article) for r in s.regulations]
+    assert len(cited) == len(set(cited)) >= 3, cited
+    assert any(r.article_no == 250 for r in s.regulations)

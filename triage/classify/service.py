@@ -325,13 +325,18 @@ class Triager:
     def _regulations(self, qvec: np.ndarray, occurred_at: datetime | None) -> list[CitedRegulation]:
         on = (occurred_at or datetime.now()).date()
         out = []
+        cited: set[tuple[str, str]] = set()
         for h in self.store.query(REGULATIONS, qvec, k=K_REGULATIONS * 2):
             m = h.metadata
+            key = (m.get("law", ""), m.get("article", ""))
+            if key in cited:
+                continue  # the digest splits one article into its provisions; list the article once, best first
             force = _in_force(m, on)
             if not force:
                 continue  # replies cite the law in force on the date of the facts
             if not self.routing.local_rule_applies(m, self.jurisdiction):
                 continue  # another province's or city's regulation does not bind this office
+            cited.add(key)
             out.append(CitedRegulation(law=m.get("law", ""), article=m.get("article", ""),
                                        article_no=m.get("article_no"), text=h.text[:600], in_force=force,
                                        similarity=round(h.similarity, 4)))
