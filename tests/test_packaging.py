@@ -4,6 +4,7 @@ service reads at run time: the pages inside the package, knowledge/, prompts/ an
 from __future__ import annotations
 
 import glob
+import re
 import sysconfig
 import tomllib
 from pathlib import Path
@@ -80,3 +81,75 @@ def test_drafting_reads_the_configured_knowledge_folder(monkeypatch, tmp_path):
     own = basis.load_digest()
     assert set(own) < set(basis.load_digest(ROOT / "knowledge" / "regulations"))
     assert own == basis.load_digest(tmp_path / "regulations")
+
+
+# Run inside the environment installed from the wheel: the pages, the API and a suggestion with its articles.
+SMOKE = r"""
+import sys
+from pathlib import Path
+
+import triage
+from triage import settings
+from fastapi.testclient import TestClient
+from triage.api.app import create_app
+
+prefix = Path(sys.prefix)
+assert Path(triage.__file__).is_relative_to(prefix), triage.__file__  # the wheel's copy, not the checkout
+assert settings.RESOURCE_ROOT == prefix / "share" / "triage12345", settings.RESOURCE_ROOT
+with TestClient(create_app(retry_on_startup=False)) as client:
+    for page in ("/queue", "/report", "/static/app.css"):
+        assert client.get(page).status_code == 200, page
+    r = client.post("/api/complaints", json={"text": "楼下饭店油烟直排，熏得没法开窗，请城管核实处理"},
+                    headers={"X-Actor": "wheel-test"})
+    assert r.status_code == 201, r.text
+    s = r.json()["suggestion"]
+    assert s["pollution_type"] == "air" and s["regulations"], s
+    cid = r.json()["id"]
+    draft = client.post(f"/api/complaints/{cid}/draft", json={"findings": "现场核查属实", "result": "属实"},
+                        headers={"X-Actor": "wheel-test"})
+    assert draft.status_code == 200 and draft.json()["citations"], draft.text
+print("wheel smoke ok")
+"""
+
+
+def test_the_wheel_runs_without_a_checkout(tmp_path):
+    """Build the wheel, install it (without dependencies) into an empty environment and run the service from
+    a directory that is not the checkout: migrations, the digest, templates and prompts must all come along."""
+    import os
+    import subprocess
+    import sys
+
+    dist = tmp_path / "dist"
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)]
+    built = subprocess.run([*build, "--no-build-isolation"], capture_output=True, text=True)
+    if built.returncode != 0:  # this environment lacks the build backend: let pip fetch it
+        built = subprocess.run(build, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel = next(dist.glob("triage12345-*.whl"))
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # The dependencies are this environment's (installing torch & co. again takes minutes); a path in a .pth
+    # file does not run that folder's own .pth files, so the checkout's editable hook stays out.
+    Path(site, "test_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n", encoding="utf-8")
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                                str(wheel)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+
+    work = tmp_path / "office"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_") or k == "TRIAGE_MODEL_CACHE_DIR"}
+    env.update(TRIAGE_DATA_DIR=str(work / "data"), HF_HUB_OFFLINE="1", PYTHONPATH="")
+    init = subprocess.run([venv / "bin" / "triage", "init"], cwd=work, env=env, capture_output=True, text=True)
+    said = init.stdout + init.stderr
+    assert init.returncode == 0, said[-3000:]
+    articles = re.search(r"法规 (\d+) 条", said)
+    assert articles and int(articles.group(1)) > 50, said[-3000:]  # the digest shipped with the wheel
+    current = subprocess.run([venv / "bin" / "triage", "db", "current"], cwd=work, env=env, capture_output=True,
+                             text=True)
+    assert current.returncode == 0 and "state: current" in current.stdout, current.stdout + current.stderr
+    smoke = subprocess.run([python, "-c", SMOKE], cwd=work, env=env, capture_output=True, text=True)
+    assert smoke.returncode == 0 and "wheel smoke ok" in smoke.stdout, smoke.stdout[-2000:] + smoke.stderr[-3000:]
