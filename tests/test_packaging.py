@@ -153,3 +153,22 @@ def test_the_wheel_runs_without_a_checkout(tmp_path):
     assert current.returncode == 0 and "state: current" in current.stdout, current.stdout + current.stderr
     smoke = subprocess.run([python, "-c", SMOKE], cwd=work, env=env, capture_output=True, text=True)
     assert smoke.returncode == 0 and "wheel smoke ok" in smoke.stdout, smoke.stdout[-2000:] + smoke.stderr[-3000:]
+
+
+def test_init_warns_when_there_is_no_digest(tmp_path):
+    # An office whose TRIAGE_KNOWLEDGE_DIR lacks regulations/ would get suggestions without articles: say so.
+    import io
+
+    from rich.console import Console
+
+    from triage.bootstrap import prepare
+
+    out = io.StringIO()
+    (tmp_path / "knowledge").mkdir()
+    prepare(settings_module.Settings(data_dir=tmp_path / "data", knowledge_dir=tmp_path / "knowledge"),
+            Console(file=out, width=200))
+    assert "法规 0 条" in out.getvalue() and "法规知识库为空" in out.getvalue()
+    assert str(tmp_path / "knowledge" / "regulations") in out.getvalue().replace("\n", "")
+    out = io.StringIO()
+    prepare(settings_module.Settings(data_dir=tmp_path / "data2"), Console(file=out, width=200))
+    assert "法规知识库为空" not in out.getvalue()

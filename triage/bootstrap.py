@@ -41,3 +41,10 @@ def prepare(settings: Settings, console: Console | None = None) -> None:
     create_all(get_engine(settings))
     console.print(f"知识库就绪：法规 {store.count(REGULATIONS)} 条，历史案件 {store.count(CASES)} 件；"
                   f"数据目录 {settings.data_dir.resolve()}")
+    if store.count(REGULATIONS) == 0:
+        # Suggestions would cite no article and replies no basis: say so where the person starting it looks.
+        from triage.kb.regulations import default_knowledge_dir
+
+        console.print(f"[bold red]警告：法规知识库为空[/]：{default_knowledge_dir(settings)} 下没有法规摘要。"
+                      "建议将不附法条依据。请把 TRIAGE_KNOWLEDGE_DIR 指向含 regulations/ 的 knowledge 目录，"
+                      "或运行 triage kb ingest <法规目录> / the regulation knowledge base is empty")
