@@ -287,8 +287,8 @@ class Triager:
         subtype = subs[int(sp.argmax())] if sp.sum() > 0 else self.tax.default_subtype(ptype)
         if ptype == NOT_ENV:
             subtype = ""
-        unit, unit_p, decided_by, support = self._route(text=full, ptype=ptype, subtype=subtype, occurred_at=occurred_at,
-                                               hits=hits, lin=lin, trust=trust)
+        unit, unit_p, decided_by, support = self._route(text=full, ptype=ptype, subtype=subtype,
+                                                        occurred_at=occurred_at, hits=hits, lin=lin, trust=trust)
         order = np.argsort(-pooled.types)
         alternatives = [Alternative(pollution_type=types[i], confidence=round(float(pooled.types[i]), 4))
                         for i in order[1:4]]
@@ -319,7 +319,8 @@ class Triager:
         probability, so it need not fall along the list."""
         units = self.labels.units
         rank = support if support is not None and support.sum() > 0 else unit_p
-        chosen = [i for i in np.argsort(-rank) if units[i] != unit][:ALTERNATIVES]
+        order = np.lexsort((-unit_p, -rank))  # by support; ties (units no source backs) by the pooled probability
+        chosen = [i for i in order if units[i] != unit][:ALTERNATIVES]
         return [Alternative(unit_type=units[i], confidence=round(float(unit_p[i]), 4)) for i in chosen]
 
     def _regulations(self, qvec: np.ndarray, occurred_at: datetime | None) -> list[CitedRegulation]:
