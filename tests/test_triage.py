@@ -214,8 +214,16 @@ def test_alternatives_list_what_one_source_backs():
     support = (neighbours + named) / 2
     alts = Triager._unit_alternatives(me, "public_security", pooled, support)
     assert [a.unit_type for a in alts][:2] == ["traffic_police", "urban_management"]
-    assert alts[0].confidence == 0.03  # what is shown is still the pooled probability
+    assert [a.confidence for a in alts] == [0.5, 0.125, 0.075]  # the mean's probability, falling along the list
     assert "public_security" not in [a.unit_type for a in alts]
-    # Without sources (no history, a rule decided), the pool's own order.
-    alts = Triager._unit_alternatives(me, "public_security", pooled, None)
-    assert [a.unit_type for a in alts] == ["street_town", "urban_management", "housing_construction"]
+
+
+def test_without_history_alternatives_follow_the_other_likely_kinds(tmp_path, embedder):
+    # A new office: the rules route. A letter that may be construction noise or site dust should list the unit
+    # the rules give dust (住建, R8) beside the one they give construction noise, not units in label order.
+    triager = Triager(store=_store(tmp_path), embedder=embedder, settings=Settings(data_dir=tmp_path))
+    s = triager.suggest("旁边工地天天施工，机器轰鸣，灰尘满天，窗台上全是土")
+    assert s.unit_decided_by.startswith("规则")
+    assert {"urban_management", "housing_construction"} <= {s.unit_type} | {a.unit_type for a in s.unit_alternatives}
+    confidences = [a.confidence for a in s.unit_alternatives]
+    assert confidences == sorted(confidences, reverse=True) and confidences[0] > 0.05, s.unit_alternatives

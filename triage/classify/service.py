@@ -196,7 +196,8 @@ class Triager:
 
     def _route(self, *, text: str, ptype: str, subtype: str, occurred_at: datetime | None,
                hits: list[dict], lin: dict[str, np.ndarray], trust: float) -> tuple[str, np.ndarray, str, np.ndarray]:
-        """(unit, pooled unit distribution, why, support): support ranks the alternatives (`_unit_alternatives`)."""
+        """(unit, pooled unit distribution, why, support): support, the mean of the history sources' unit
+        distributions (None without history), ranks the alternatives (`_unit_alternatives`)."""
         units = self.labels.units
         routing_mask = np.array([u in ROUTING_UNITS for u in units], dtype=float)
         hist = None
@@ -223,13 +224,13 @@ class Triager:
         if ruled is None and hist is None:
             p = np.full(len(units), 1e-3)
             p[units.index("dispatch_center")] = 1.0
-            return "dispatch_center", p / p.sum(), "无匹配规则，退回派单席位", p / p.sum()
+            return "dispatch_center", p / p.sum(), "无匹配规则，退回派单席位", None
         if ruled is not None:
             rule, rule_unit = ruled
             prior = np.full(len(units), 0.3 / (len(units) - 1))
             prior[units.index(rule_unit)] = 0.7
             if hist is None or (ptype == NOT_ENV and n_kind == 0 and p_named is None):
-                return rule_unit, prior, f"规则 {rule.id}：{rule.why}", prior
+                return rule_unit, prior, f"规则 {rule.id}：{rule.why}", support
             # History overrules the rule where this kind of complaint clearly goes elsewhere here.
             top_unit, top_n = kind.most_common(1)[0] if kind else (None, 0)
             history_wins = (n_kind >= HISTORY_MIN_CASES and top_unit != rule_unit
@@ -292,6 +293,8 @@ class Triager:
         order = np.argsort(-pooled.types)
         alternatives = [Alternative(pollution_type=types[i], confidence=round(float(pooled.types[i]), 4))
                         for i in order[1:4]]
+        if support is None:  # no history: the units the rules give the other likely kinds of complaint
+            support = self._rule_support(full, pooled, occurred_at)
         unit_alts = self._unit_alternatives(unit, unit_p, support)
         # A complaint that is not ours gets no environmental articles: they would only mislead the dispatcher.
         regulations = self._regulations(qvec, occurred_at) if with_regulations and ptype != NOT_ENV else []
@@ -309,19 +312,36 @@ class Triager:
             regulations=regulations, versions=self.versions,
         )
 
-    def _unit_alternatives(self, unit: str, unit_p: np.ndarray, support: np.ndarray | None) -> list[Alternative]:
-        """The units a dispatcher should see beside the suggestion, each with its pooled probability.
+    def _unit_alternatives(self, unit: str, unit_p: np.ndarray, support: np.ndarray) -> list[Alternative]:
+        """The units a dispatcher should see beside the suggestion, most likely first.
 
-        The pooled distribution is a product of the evidence, so a unit that only one source backs (the similar
-        cases, the linear model, or the unit the caller named) ends up far down it. The alternatives are chosen by
-        the plain mean of those sources instead, so that each source's best guess gets listed (Haikou 5-fold CV:
-        unit top-3 0.942 → 0.948, no fold worse). They keep that order; the confidence shown is still the pooled
-        probability, so it need not fall along the list."""
+        The suggested unit comes from a product of the evidence (`_route`), where a unit that only one source backs
+        (the similar cases, the linear model, or the unit the caller named) ends up far down. Alternatives come
+        from the sources' plain mean instead, so that each source's best guess gets listed (Haikou 5-fold CV:
+        unit top-3 0.942 → 0.948, 4 more orders, no fold worse); their confidence is that mean's probability."""
         units = self.labels.units
-        rank = support if support is not None and support.sum() > 0 else unit_p
-        order = np.lexsort((-unit_p, -rank))  # by support; ties (units no source backs) by the pooled probability
+        order = np.lexsort((-unit_p, -support))  # ties (units no source backs) by the pooled probability
         chosen = [i for i in order if units[i] != unit][:ALTERNATIVES]
-        return [Alternative(unit_type=units[i], confidence=round(float(unit_p[i]), 4)) for i in chosen]
+        return [Alternative(unit_type=units[i], confidence=round(float(support[i]), 4)) for i in chosen]
+
+    def _rule_support(self, text: str, pooled: _Pooled, occurred_at: datetime | None) -> np.ndarray:
+        """P(unit) when only the rules route: each likely kind of complaint sends its probability to the unit its
+        rule names, so a complaint that may be noise or dust lists both units. P(kind) = P(type) from the type
+        pool (the one shown) × P(subtype | type) from the subtype pool."""
+        units, subs = self.labels.units, self.labels.subtypes
+        type_of = [self.tax.type_of(code) if code else NOT_ENV for code in subs]
+        p_sub = np.zeros(len(subs))
+        for t, p_t in zip(self.labels.types, pooled.types):
+            idx = [j for j, tt in enumerate(type_of) if tt == t]
+            if idx:
+                within = pooled.subtypes[idx]
+                p_sub[idx] = p_t * within / within.sum()
+        p = np.zeros(len(units))
+        for j in np.argsort(-p_sub)[:8]:
+            ruled = self.routing.apply_rules(ptype=type_of[j], subtype=subs[j], text=text, occurred_at=occurred_at,
+                                             jurisdiction=self.jurisdiction)
+            p[units.index(ruled[1] if ruled else "dispatch_center")] += p_sub[j]
+        return p / p.sum()
 
     def _regulations(self, qvec: np.ndarray, occurred_at: datetime | None) -> list[CitedRegulation]:
         on = (occurred_at or datetime.now()).date()
