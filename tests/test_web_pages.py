@@ -455,6 +455,27 @@ def test_first_page_view_loads_the_demo_set(tmp_path, clock):
     assert "data-demo-count" not in dash and "演示数据" not in client.get("/").text
 
 
+def test_stopping_waits_for_the_demo_load(tmp_path, clock):
+    # Stopping while the demo thread was inside the embedding model aborted the process at exit (SIGABRT).
+    import time
+
+    from web_support import EvidenceTriager
+
+    class SlowTriager(EvidenceTriager):  # as slow as the real one on its first use
+        def suggest(self, text, **kw):
+            time.sleep(0.1)
+            return super().suggest(text, **kw)
+
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'stop.db'}", demo_data=True)
+    app = make_app(settings, clock=clock, triager=SlowTriager())
+    with TestClient(app) as client:
+        assert client.get("/").status_code == 200
+        thread = app.state.web_demo_thread
+    assert not thread.is_alive()
+    with app.state.session_factory() as s:
+        assert s.query(Complaint).count() == 15
+
+
 def test_no_demo_when_disabled_or_when_there_is_data(app, client, settings):
     from triage.web.demo import load_demo_if_empty
 

@@ -18,6 +18,7 @@ from triage.queue.service import DomainError, retry_pending_triage
 from triage.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+DEMO_JOIN_SECONDS = 60.0  # the demo set is 15 complaints; loading the model first takes the most of it
 
 
 def _retry_once(app: FastAPI, *, force: bool) -> dict[str, int]:
@@ -75,6 +76,12 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            # The first page view loads the demo set in a thread. Stopping while it is inside the embedding model
+            # aborted the process at exit (C++ "terminate called without an active exception"); let it finish.
+            demo = getattr(app.state, "web_demo_thread", None)
+            if demo is not None and demo.is_alive():
+                log.info("waiting for the demo set to finish loading before stopping")
+                await asyncio.to_thread(demo.join, DEMO_JOIN_SECONDS)
 
     app = FastAPI(title="12345 环境投诉分拣与办理", version=__version__, lifespan=lifespan,
                   description="受理、分拣、派单、办理、答复、办结与统计。接口约定见 CONTRACT.md。")
