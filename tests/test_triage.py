@@ -227,3 +227,25 @@ def test_without_history_alternatives_follow_the_other_likely_kinds(tmp_path, em
     assert {"urban_management", "housing_construction"} <= {s.unit_type} | {a.unit_type for a in s.unit_alternatives}
     confidences = [a.confidence for a in s.unit_alternatives]
     assert confidences == sorted(confidences, reverse=True) and confidences[0] > 0.05, s.unit_alternatives
+
+
+def test_stopping_drops_a_pending_retraining(tmp_path, embedder):
+    store = _store(tmp_path)
+    triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
+    store_cases([CaseRow(row=0, order_id="S0", text="工厂风机噪音很大", pollution_type="noise",
+                         subtype="noise.industrial", unit_type="ecology_environment")], store=store, embedder=embedder)
+    triager.schedule_refresh(delay=30.0)
+    triager.stop_background(timeout=5.0)  # returns at once: the wait is interrupted, nothing half-trained
+    assert not triager._refresh_thread.is_alive()
+    assert triager.n_cases == 0 and triager.refresh_if_changed() and triager.n_cases == 1
+
+
+def test_an_office_with_its_first_case_still_triages(tmp_path, embedder):
+    # One closed complaint in the history: the linear member has nothing to learn yet (and its n-gram
+    # vocabulary needs two texts). Building the triager raised, so every complaint stayed untriaged.
+    store = _store(tmp_path)
+    store_cases([CaseRow(row=0, order_id="F0", text="工厂风机噪音很大", pollution_type="noise",
+                         subtype="noise.industrial", unit_type="ecology_environment")], store=store, embedder=embedder)
+    triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
+    assert triager.n_cases == 1
+    assert triager.suggest("工厂冷却塔噪音吵得睡不着").pollution_type == "noise"

@@ -82,6 +82,11 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
             if demo is not None and demo.is_alive():
                 log.info("waiting for the demo set to finish loading before stopping")
                 await asyncio.to_thread(demo.join, DEMO_JOIN_SECONDS)
+            from triage.classify.service import loaded_triager
+
+            triager = loaded_triager()
+            if triager is not None:  # a retraining after closures, likewise
+                await asyncio.to_thread(triager.stop_background)
 
     app = FastAPI(title="12345 环境投诉分拣与办理", version=__version__, lifespan=lifespan,
                   description="受理、分拣、派单、办理、答复、办结与统计。接口约定见 CONTRACT.md。")

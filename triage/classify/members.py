@@ -200,6 +200,8 @@ class LinearMember:
 
     def fit(self, texts: list[str], vecs: np.ndarray, targets: dict[str, list[str]]) -> "LinearMember":
         """targets: {"type": [...], "subtype": [...], "unit": [...]} aligned with texts; "" unit = unknown."""
+        if len(texts) < self.MIN_CASES:
+            return self  # too few to learn from (and too few for the n-gram vocabulary: min_df=2 needs 2 texts)
         X = self._features(texts, vecs, fit=True)
         spaces = {"type": self.labels.types, "subtype": self.labels.subtypes, "unit": self.labels.units}
         for key, ys in targets.items():

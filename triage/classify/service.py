@@ -106,6 +106,8 @@ class Triager:
         self.n_cases = 0
         self._seen_count = -1
         self._refresh_pending = False
+        self._refresh_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self.retrain()
 
@@ -154,15 +156,26 @@ class Triager:
             self._refresh_pending = True
 
         def run() -> None:
-            time.sleep(delay)
+            stopping = self._stopping.wait(delay)
             with self._lock:
                 self._refresh_pending = False
+            if stopping:
+                return  # the cases stay stored; the next start trains on them
             try:
                 self.refresh_if_changed()
             except Exception:  # noqa: BLE001 - the old model keeps serving
                 log.exception("background retraining failed")
 
-        threading.Thread(target=run, name="triage-retrain", daemon=True).start()
+        self._refresh_thread = threading.Thread(target=run, name="triage-retrain", daemon=True)
+        self._refresh_thread.start()
+
+    def stop_background(self, timeout: float = 60.0) -> None:
+        """At shutdown: drop a retraining not yet started and wait for one under way. A process that exits while
+        a daemon thread is inside native code (the model, scikit-learn) can crash at exit."""
+        self._stopping.set()
+        thread = self._refresh_thread
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
 
     @property
     def versions(self) -> dict[str, str]:
