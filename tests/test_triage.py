@@ -238,6 +238,11 @@ def test_stopping_drops_a_pending_retraining(tmp_path, embedder):
     triager.stop_background(timeout=5.0)  # returns at once: the wait is interrupted, nothing half-trained
     assert not triager._refresh_thread.is_alive()
     assert triager.n_cases == 0 and triager.refresh_if_changed() and triager.n_cases == 1
+    store_cases([CaseRow(row=1, order_id="S1", text="车间设备声音吵", pollution_type="noise",
+                         subtype="noise.industrial", unit_type="ecology_environment")], store=store, embedder=embedder)
+    triager.schedule_refresh(delay=0.0)  # stopping once does not stop retraining for good
+    triager._refresh_thread.join(timeout=30)
+    assert triager.n_cases == 2
 
 
 def test_an_office_with_its_first_case_still_triages(tmp_path, embedder):

@@ -176,6 +176,7 @@ class Triager:
         thread = self._refresh_thread
         if thread is not None and thread.is_alive():
             thread.join(timeout)
+        self._stopping.clear()  # the triager is process-wide: an app started later in this process retrains again
 
     @property
     def versions(self) -> dict[str, str]:
@@ -207,8 +208,8 @@ class Triager:
         soft = lambda v: np.exp((v - v.max()) / self.temperature) / np.exp((v - v.max()) / self.temperature).sum()  # noqa: E731
         return _Pooled(soft(lt), soft(ls)), trust
 
-    def _route(self, *, text: str, ptype: str, subtype: str, occurred_at: datetime | None,
-               hits: list[dict], lin: dict[str, np.ndarray], trust: float) -> tuple[str, np.ndarray, str, np.ndarray]:
+    def _route(self, *, text: str, ptype: str, subtype: str, occurred_at: datetime | None, hits: list[dict],
+               lin: dict[str, np.ndarray], trust: float) -> tuple[str, np.ndarray, str, np.ndarray | None]:
         """(unit, pooled unit distribution, why, support): support, the mean of the history sources' unit
         distributions (None without history), ranks the alternatives (`_unit_alternatives`)."""
         units = self.labels.units
