@@ -272,3 +272,24 @@ def test_a_suggestion_cites_each_article_once(kb, embedder, tmp_path):
     cited = [(r.law, r.article) for r in s.regulations]
     assert len(cited) == len(set(cited)) >= 3, cited
     assert any(r.article_no == 250 for r in s.regulations)
+
+
+def test_first_triage_through_the_api_ingests_the_digest(tmp_path):
+    # An office that starts the app with uvicorn and skips `triage init` still gets articles with suggestions.
+    from fastapi.testclient import TestClient
+
+    from triage.api.app import create_app
+    from triage.classify.service import reset_triager
+    from triage.kb.store import reset_store_cache
+
+    reset_triager()
+    reset_store_cache()
+    try:
+        settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'q.db'}", demo_data=False)
+        with TestClient(create_app(settings, retry_on_startup=False)) as client:
+            r = client.post("/api/complaints", json={"text": "楼下饭店油烟直排，熏得没法开窗"})
+        assert r.status_code == 201 and r.json()["status"] == "triaged", r.text
+        assert any(a["article"] == "第二百五十条" for a in r.json()["suggestion"]["regulations"])
+    finally:
+        reset_triager()
+        reset_store_cache()

@@ -392,9 +392,15 @@ def get_triager(settings: Settings | None = None) -> Triager:
             from triage.embeddings import get_embedder
             from triage.kb.store import get_store
 
+            from triage.kb.regulations import ensure_default_knowledge
+
             settings = settings or get_settings()
             t0 = time.perf_counter()
-            _triager = Triager(store=get_store(settings), embedder=get_embedder(settings), settings=settings)
+            store, embedder = get_store(settings), get_embedder(settings)
+            # A server started without `triage init` (uvicorn --factory) would cite no article: the first
+            # triage ingests the digest into an empty regulations collection, as the knowledge API does.
+            ensure_default_knowledge(settings, store, embedder)
+            _triager = Triager(store=store, embedder=embedder, settings=settings)
             log.info("triager ready in %.1fs", time.perf_counter() - t0)
         return _triager
 
