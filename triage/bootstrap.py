@@ -39,9 +39,10 @@ def prepare(settings: Settings, console: Console | None = None) -> None:
             if f.suffix.lower() in (".csv", ".jsonl", ".xlsx"):
                 import_cases(f, store=store, embedder=embedder)
     create_all(get_engine(settings))
-    console.print(f"知识库就绪：法规 {store.count(REGULATIONS)} 条，历史案件 {store.count(CASES)} 件；"
+    articles = store.count(REGULATIONS)
+    console.print(f"知识库就绪：法规 {articles} 条，历史案件 {store.count(CASES)} 件；"
                   f"数据目录 {settings.data_dir.resolve()}")
-    if store.count(REGULATIONS) == 0:
+    if articles == 0:
         # Suggestions would cite no article and replies no basis: say so where the person starting it looks.
         from triage.kb.regulations import default_knowledge_dir
 

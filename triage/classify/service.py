@@ -390,9 +390,8 @@ def get_triager(settings: Settings | None = None) -> Triager:
     with _triager_lock:
         if _triager is None:
             from triage.embeddings import get_embedder
-            from triage.kb.store import get_store
-
             from triage.kb.regulations import ensure_default_knowledge
+            from triage.kb.store import get_store
 
             settings = settings or get_settings()
             t0 = time.perf_counter()
