@@ -228,3 +228,21 @@ def test_llm_down_while_drafting_gives_a_template_draft(tmp_path, triager, clock
         assert r.json()["generator"].startswith("template") and "大模型服务不可用" in (r.json()["notice"] or "")
     finally:
         reset_store_cache()
+
+
+def test_startup_loads_the_duplicate_dictionary(settings, triager, monkeypatch):
+    """jieba's dictionary (0.7 s) loads while the service starts, not inside the first complaint after it."""
+    import jieba
+    from fastapi.testclient import TestClient
+
+    from triage.api import deps
+    from triage.api.app import create_app
+
+    monkeypatch.setattr(jieba.dt, "initialized", False)  # as in a fresh process
+    app = create_app(settings, retry_on_startup=True, retry_interval=None)
+    app.dependency_overrides[deps.get_triager] = lambda: triager
+    with TestClient(app):
+        deadline = time.monotonic() + 20
+        while not jieba.dt.initialized and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert jieba.dt.initialized

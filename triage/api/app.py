@@ -40,6 +40,12 @@ def _retry_once(app: FastAPI, *, force: bool) -> dict[str, int]:
 
 
 async def _retry_loop(app: FastAPI, interval: float | None) -> None:
+    from triage.queue.duplicates import load_tokenizer
+
+    try:  # the triager is built below; the duplicate check's dictionary loads beside it, not on a complaint
+        await asyncio.to_thread(load_tokenizer)
+    except Exception:  # noqa: BLE001 - it loads on first use instead
+        log.exception("loading the duplicate check's dictionary failed")
     first = True  # at startup every pending complaint is tried (the model may just have been fixed)
     while True:
         try:
