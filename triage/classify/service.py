@@ -42,6 +42,10 @@ WEIGHTS = {"linear": 1.0, "neighbours": 1.0, "keywords": 1.0, "prototypes": 1.0,
 # Each of these members' distributions keeps this share spread evenly over the labels before pooling. Measured
 # on Haikou 5-fold CV (+4 orders, -2) and the message-board posts (+3 letters), with better calibration.
 FLOOR = {"keywords": 0.05, "neighbours": 0.02}
+# A pollution type with fewer past cases than this is one the history cannot speak to (an office may have one
+# radiation order in a thousand): the history members abstain on it rather than vote against it, and the
+# taxonomy, prototypes and regulation digest decide. Message-board posts: radiation recall 4/8 -> 7/8.
+SCARCE_TYPE_CASES = 5
 # How far the nearest past case may be before history stops being trusted (cosine, e5 passages).
 TRUST_FULL, TRUST_NONE = 0.95, 0.88
 MIN_TRUST = 0.25
@@ -66,6 +70,16 @@ def history_trust(max_similarity: float | None) -> float:
 def _floored(p: np.ndarray, member: str) -> np.ndarray:
     share = FLOOR.get(member, 0.0)
     return (1 - share) * p + share / len(p)
+
+
+def _abstain_on(p: np.ndarray, scarce: np.ndarray) -> np.ndarray:
+    """A history member's distribution with the labels it has (almost) never seen raised to the uniform share:
+    no opinion on them, instead of the near-zero that merely reflects their absence from the history."""
+    if not scarce.any() or scarce.all():
+        return p
+    p = p.copy()
+    p[scarce] = np.maximum(p[scarce], 1.0 / len(p))
+    return p / p.sum()
 
 
 def _in_force(meta: dict[str, Any], on: date) -> bool:
@@ -104,6 +118,7 @@ class Triager:
         self.temperature = 1.0
         self.kind_units: dict[str, Counter] = {}
         self.n_cases = 0
+        self.scarce_types = np.ones(len(self.labels.types), dtype=bool)
         self._seen_count = -1
         self._refresh_pending = False
         self._refresh_thread: threading.Thread | None = None
@@ -135,8 +150,11 @@ class Triager:
                 kinds[s or t][u] += 1
         named = NamedUnitMember(self.unit_names, self.labels.units).fit(texts, ys["unit"], ys["type"],
                                                                         ys["subtype"])
+        per_type = Counter(ys["type"])
+        scarce = np.array([per_type[t] < SCARCE_TYPE_CASES for t in self.labels.types])
         with self._lock:
             self.linear, self.kind_units, self.n_cases = linear, dict(kinds), len(labelled)
+            self.scarce_types = scarce
             self.named_units = named
             self._seen_count = seen
         log.info("triage model trained on %d labelled cases", len(labelled))
@@ -199,10 +217,11 @@ class Triager:
         nb = self.neighbours.predict_hits(hits)
         if nb is not None:
             nb_t, nb_s = (_floored(p, "neighbours") for p in nb[:2])  # the unit part is routing's business
+            nb_t = _abstain_on(nb_t, self.scarce_types)
             lt += trust * WEIGHTS["neighbours"] * np.log(nb_t)
             ls += trust * WEIGHTS["neighbours"] * np.log(nb_s)
         if "type" in lin:
-            lt += trust * WEIGHTS["linear"] * np.log(lin["type"])
+            lt += trust * WEIGHTS["linear"] * np.log(_abstain_on(lin["type"], self.scarce_types))
         if "subtype" in lin:
             ls += trust * WEIGHTS["linear"] * np.log(lin["subtype"])
         soft = lambda v: np.exp((v - v.max()) / self.temperature) / np.exp((v - v.max()) / self.temperature).sum()  # noqa: E731
