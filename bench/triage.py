@@ -126,6 +126,40 @@ def label_agreement(rows: list[dict], threshold: float = 90.0) -> dict[str, int]
                                                             for i, j in routed)}
 
 
+FLAGGED = ("borderline", "ambiguous", "mixed", "multi-issue")  # label_note openings of debatable labels
+
+
+def read_predictions(path: Path) -> list[str]:
+    with path.open(encoding="utf-8") as f:
+        return [r["pollution_type"] for r in csv.DictReader(f)]
+
+
+def per_type_table(title: str, runs: dict[str, tuple[list[dict], list[str]]]) -> Table:
+    """Recall and precision per pollution type, and how many errors fall on rows whose labelling note calls the
+    label debatable (borderline / ambiguous / mixed / multi-issue): where a target is missed, this says where."""
+    table = Table(title=title)
+    table.add_column("pollution type")
+    for name in runs:
+        for col in ("n", "recall", "precision"):
+            table.add_column(f"{col} ({name})", justify="right")
+    types = sorted({r["pollution_type"] for rows, _ in runs.values() for r in rows})
+    for t in types + ["all: errors / on flagged rows"]:
+        cells = [t]
+        for rows, pred in runs.values():
+            truth = [r["pollution_type"] for r in rows]
+            if t.startswith("all:"):
+                wrong = [r for r, p in zip(rows, pred) if r["pollution_type"] != p]
+                flagged = sum(r.get("label_note", "").startswith(FLAGGED) for r in wrong)
+                cells += [f"{len(wrong)} errors", f"{flagged} flagged", ""]
+                continue
+            n = truth.count(t)
+            hit = sum(a == b == t for a, b in zip(truth, pred))
+            said = pred.count(t)
+            cells += [str(n), f"{hit / n:.2f}" if n else "-", f"{hit / said:.2f}" if said else "-"]
+        table.add_row(*cells)
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--folds", type=int, default=5)
@@ -142,16 +176,30 @@ def main() -> None:
         header, rows = list(reader.fieldnames), list(reader)
     y = [r["pollution_type"] for r in rows]
     folds = []
+    cv_rows: list[dict] = []
+    cv_pred: list[str] = []
+    cold_rows: list[dict] = []
+    cold_pred: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         skf = StratifiedKFold(args.folds, shuffle=True, random_state=0)
+        pred_path = Path(tmp) / "predictions.csv"
         for k, (a, b) in enumerate(skf.split(rows, y)):
             tr, te = Path(tmp) / "train.csv", Path(tmp) / "test.csv"
             write_rows(tr, header, [rows[i] for i in a])
             write_rows(te, header, [rows[i] for i in b])
-            folds.append(evaluate(tr, te, settings=settings, embedder=emb))
+            folds.append(evaluate(tr, te, settings=settings, embedder=emb, predictions=pred_path))
+            cv_rows += [rows[i] for i in b]
+            cv_pred += read_predictions(pred_path)
             console.print(f"fold {k + 1}/{args.folds}: type {folds[-1]['system']['type_accuracy']:.3f} "
                           f"(baseline {folds[-1]['baseline']['type_accuracy']:.3f})")
-    cold = evaluate(HAIKOU, TAIDI, settings=settings, embedder=emb) if TAIDI.exists() else None
+        cold = None
+        if TAIDI.exists():
+            cold = evaluate(HAIKOU, TAIDI, settings=settings, embedder=emb, predictions=pred_path)
+            with open(TAIDI, encoding="utf-8") as f:
+                cold_rows = [r for r in csv.DictReader(f) if (r.get("text") or r.get("title") or "").strip()]
+            cold_pred = read_predictions(pred_path)
+    if len(cv_pred) != len(cv_rows) or len(cold_pred) != len(cold_rows):
+        sys.exit("predictions and test rows do not line up (a test row without text?)")
 
     def mean(side: str, key: str, runs: list[dict]) -> str:
         vals = [r[side].get(key) for r in runs if r[side].get(key) is not None]
@@ -167,6 +215,9 @@ def main() -> None:
         p50, p95, avg = latency(args.latency_n)
         table.add_row("intake+triage latency p50 / p95 ms", f"{p50:.0f} / {p95:.0f}", "", "", "")
     console.print(table)
+    runs = {"CV": (cv_rows, cv_pred)} | ({"cold": (cold_rows, cold_pred)} if cold else {})
+    console.print(per_type_table("System per pollution type (CV: all folds together; cold: message-board posts)",
+                                 runs))
     agree = label_agreement(rows)
     console.print(
         f"Label consistency of the Haikou file: {agree['pairs']} pairs of near-identical orders (rapidfuzz ratio "
