@@ -323,6 +323,9 @@ class Embedder:
         if backend == "onnx" and onnx_path is not None:
             self.onnx = self._onnx_encoder(onnx_path)
         self.backend = "onnx" if self.onnx is not None else "torch"
+        if self.onnx is not None:
+            # ONNX Runtime holds its own copy of the weights; torch's would only sit in every worker's memory.
+            self.model = None
 
     def _onnx_encoder(self, path: Path) -> _OnnxEncoder | None:
         """Load the export (made once), or make it; None (torch is used) where it cannot reproduce torch."""
