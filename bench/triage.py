@@ -129,9 +129,15 @@ def label_agreement(rows: list[dict], threshold: float = 90.0) -> dict[str, int]
 FLAGGED = ("borderline", "ambiguous", "mixed", "multi-issue")  # label_note openings of debatable labels
 
 
-def read_predictions(path: Path) -> list[str]:
-    with path.open(encoding="utf-8") as f:
-        return [r["pollution_type"] for r in csv.DictReader(f)]
+def predicted_rows(test: Path, predictions: Path) -> tuple[list[dict], list[str]]:
+    """(the test file's record, the system's pollution type) per prediction, matched on the row number that
+    `triage eval --predictions` writes (rows without text have none)."""
+    from triage.kb.cases import _records
+
+    records = dict(_records(test))
+    with predictions.open(encoding="utf-8") as f:
+        preds = list(csv.DictReader(f))
+    return [records[int(p["row"])] for p in preds], [p["pollution_type"] for p in preds]
 
 
 def per_type_table(title: str, runs: dict[str, tuple[list[dict], list[str]]]) -> Table:
@@ -188,18 +194,15 @@ def main() -> None:
             write_rows(tr, header, [rows[i] for i in a])
             write_rows(te, header, [rows[i] for i in b])
             folds.append(evaluate(tr, te, settings=settings, embedder=emb, predictions=pred_path))
-            cv_rows += [rows[i] for i in b]
-            cv_pred += read_predictions(pred_path)
+            fold_rows, fold_pred = predicted_rows(te, pred_path)
+            cv_rows += fold_rows
+            cv_pred += fold_pred
             console.print(f"fold {k + 1}/{args.folds}: type {folds[-1]['system']['type_accuracy']:.3f} "
                           f"(baseline {folds[-1]['baseline']['type_accuracy']:.3f})")
         cold = None
         if TAIDI.exists():
             cold = evaluate(HAIKOU, TAIDI, settings=settings, embedder=emb, predictions=pred_path)
-            with open(TAIDI, encoding="utf-8") as f:
-                cold_rows = [r for r in csv.DictReader(f) if (r.get("text") or r.get("title") or "").strip()]
-            cold_pred = read_predictions(pred_path)
-    if len(cv_pred) != len(cv_rows) or len(cold_pred) != len(cold_rows):
-        sys.exit("predictions and test rows do not line up (a test row without text?)")
+            cold_rows, cold_pred = predicted_rows(TAIDI, pred_path)
 
     def mean(side: str, key: str, runs: list[dict]) -> str:
         vals = [r[side].get(key) for r in runs if r[side].get(key) is not None]

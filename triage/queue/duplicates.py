@@ -62,20 +62,21 @@ def normalize(text: str | None) -> str:
     return _PUNCT.sub("", t).lower()
 
 
-@lru_cache(maxsize=4096)
-def tokens(norm: str) -> tuple[str, ...]:
+def _jieba():
     import jieba
 
-    jieba.setLogLevel(60)
-    return tuple(w for w in jieba.lcut(norm) if w.strip() and w not in _STOP)
+    jieba.setLogLevel(60)  # its dictionary-loading chatter
+    return jieba
+
+
+@lru_cache(maxsize=4096)
+def tokens(norm: str) -> tuple[str, ...]:
+    return tuple(w for w in _jieba().lcut(norm) if w.strip() and w not in _STOP)
 
 
 def load_tokenizer() -> None:
     """Load jieba's dictionary now (about 0.7 s): at start-up, not inside the first complaint after it."""
-    import jieba
-
-    jieba.setLogLevel(60)
-    jieba.initialize()
+    _jieba().initialize()
 
 
 def text_similarity(a: str, b: str) -> float:
