@@ -182,6 +182,34 @@ def test_the_unit_a_complaint_asks_for_overrules_similar_cases(tmp_path, embedde
     assert (asked.unit_type, asked.unit_decided_by) == ("public_security", "来电提及「派出所」")
 
 
+def test_an_order_that_is_not_ours_goes_to_the_unit_whose_duty_it_names(tmp_path, embedder):
+    """Not-ours orders as a whole went to the street office here; one about 户口 goes to 公安 by its statutory duty
+    (rule R90), until this office's own 户口 orders clearly went elsewhere."""
+    store = _store(tmp_path)
+    other = ["咨询社区老年活动中心的开放时间", "小区门口的路灯坏了好几天", "咨询社区卫生服务站的电话",
+             "小区楼道里的消防通道被杂物堵住", "咨询街道文化站的报名时间", "小区里的健身器材坏了没人修",
+             "咨询街道便民服务中心的地址", "小区绿化带的树枝挡住了窗户"]
+    rows = [CaseRow(row=i, order_id=f"S{i}", text=f"市民来电反映：{t}", pollution_type="not_environmental",
+                    subtype="", unit_type="street_town") for i, t in enumerate(other)]
+    store_cases(rows, store=store, embedder=embedder)
+    triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
+    text = "市民来电咨询：孩子的户口迁移需要准备什么材料"
+    s = triager.suggest(text)
+    assert s.pollution_type == "not_environmental"
+    assert s.unit_type == "public_security" and s.unit_decided_by.startswith("规则 R90"), s.unit_decided_by
+    assert "street_town" in [a.unit_type for a in s.unit_alternatives]  # the office's habit stays in view
+    # Five past 户口 orders that this office handled at the street office: its practice wins, and says so.
+    moved = [CaseRow(row=20 + i, order_id=f"H{i}", text=f"市民来电咨询：{t}", pollution_type="not_environmental",
+                     subtype="", unit_type="street_town")
+             for i, t in enumerate(["集体户口在哪里办理", "落户口需要哪些证明", "户口本丢了怎么补办",
+                                    "新生儿上户口的流程", "户籍证明到哪里开具"])]
+    store_cases(moved, store=store, embedder=embedder)
+    assert triager.refresh_if_changed()
+    assert triager.kind_units["not_environmental:R90"]["street_town"] == 5
+    s = triager.suggest(text)
+    assert s.unit_type == "street_town" and "历史案件" in s.unit_decided_by, s.unit_decided_by
+
+
 
 def test_no_member_can_veto_a_label_alone():
     # A history holding one radiation case in a thousand gives "radiation" a neighbour share of ~1e-4: pooled

@@ -58,6 +58,10 @@ HISTORY_MIN_SHARE = 0.5
 RULE_WEIGHT = 0.05
 # Weight of the unit the complaint names ("请市城管核实处理"), learnt per office from its history.
 NAMED_WEIGHT = 2.0
+# Weight of a duty-topic rule for a complaint that is not ours (户口 → 公安, 不动产 → 自然资源): the matter names the
+# unit by its statutory duty, much as a caller names it, so it counts like the office's history rather than as the
+# weak prior of the pollution rules (whose kind-level history is the better evidence).
+TOPIC_RULE_WEIGHT = 1.0
 
 
 def history_trust(max_similarity: float | None) -> float:
@@ -145,9 +149,9 @@ class Triager:
         if texts:
             linear.fit(texts, vecs, ys)
         kinds: dict[str, Counter] = defaultdict(Counter)
-        for t, s, u in zip(ys["type"], ys["subtype"], ys["unit"]):
+        for text, t, s, u in zip(texts, ys["type"], ys["subtype"], ys["unit"]):
             if u:
-                kinds[s or t][u] += 1
+                kinds[self._kind(t, s, text)][u] += 1
         named = NamedUnitMember(self.unit_names, self.labels.units).fit(texts, ys["unit"], ys["type"],
                                                                         ys["subtype"])
         per_type = Counter(ys["type"])
@@ -196,6 +200,19 @@ class Triager:
             thread.join(timeout)
         self._stopping.clear()  # the triager is process-wide: an app started later in this process retrains again
 
+    def _topic_rule(self, text: str):
+        """(rule, unit) of the duty-topic rule a complaint that is not ours matches, else None (R99: re-dispatch)."""
+        ruled = self.routing.apply_rules(ptype=NOT_ENV, subtype="", text=text, jurisdiction=self.jurisdiction)
+        return ruled if ruled is not None and ruled[1] in ROUTING_UNITS else None
+
+    def _kind(self, ptype: str, subtype: str, text: str) -> str:
+        """The kind of complaint whose past routing is counted: the subtype, or for one that is not ours the duty
+        topic it matches ("not_environmental:R90"), since not-ours orders as a whole go everywhere."""
+        if ptype == NOT_ENV:
+            topic = self._topic_rule(text)
+            return f"{NOT_ENV}:{topic[0].id}" if topic else NOT_ENV
+        return subtype or ptype
+
     @property
     def versions(self) -> dict[str, str]:
         return {"model": f"ensemble-1+{self.embedder.model_id}", "taxonomy": self.tax.version,
@@ -240,7 +257,7 @@ class Triager:
             parts.append(np.log(nb[2]))
         if "unit" in lin:
             parts.append(np.log(lin["unit"]))
-        kind = self.kind_units.get(subtype or ptype, Counter())
+        kind = self.kind_units.get(self._kind(ptype, subtype, text), Counter())
         n_kind = sum(kind.values())
         if parts:
             h = np.exp(sum(parts) / len(parts)) * routing_mask + 1e-9
@@ -249,28 +266,30 @@ class Triager:
         named = self.unit_names.find(text)
         p_named = self.named_units.predict(named, ptype, subtype) if hist is not None else None
         named_log = NAMED_WEIGHT * np.log(p_named) if p_named is not None else 0.0
-        sources = ([nb[2]] if nb is not None else []) + ([lin["unit"]] if "unit" in lin else []) + (
-            [p_named] if p_named is not None else [])
-        support = np.mean(sources, axis=0) * routing_mask if sources else None
         ruled = self.routing.apply_rules(ptype=ptype, subtype=subtype, text=text, occurred_at=occurred_at,
                                          jurisdiction=self.jurisdiction)
+        topic = ptype == NOT_ENV and ruled is not None and ruled[1] in ROUTING_UNITS
+        if ruled is not None:
+            prior = np.full(len(units), 0.3 / (len(units) - 1))
+            prior[units.index(ruled[1])] = 0.7
+        sources = ([nb[2]] if nb is not None else []) + ([lin["unit"]] if "unit" in lin else []) + (
+            [p_named] if p_named is not None else []) + ([prior] if topic else [])
+        support = np.mean(sources, axis=0) * routing_mask if sources else None
         if ruled is None and hist is None:
             p = np.full(len(units), 1e-3)
             p[units.index("dispatch_center")] = 1.0
             return "dispatch_center", p / p.sum(), "无匹配规则，退回派单席位", None
         if ruled is not None:
             rule, rule_unit = ruled
-            prior = np.full(len(units), 0.3 / (len(units) - 1))
-            prior[units.index(rule_unit)] = 0.7
             if hist is None or (ptype == NOT_ENV and n_kind == 0 and p_named is None):
                 return rule_unit, prior, f"规则 {rule.id}：{rule.why}", support
             # History overrules the rule where this kind of complaint clearly goes elsewhere here.
             top_unit, top_n = kind.most_common(1)[0] if kind else (None, 0)
             history_wins = (n_kind >= HISTORY_MIN_CASES and top_unit != rule_unit
                             and top_n / n_kind >= HISTORY_MIN_SHARE and kind[rule_unit] / n_kind < 0.25)
-            if ptype == NOT_ENV:
-                history_wins = True  # the rules only say "not ours"; where it goes is the office's practice
-            w_rule = 0.0 if history_wins else RULE_WEIGHT
+            if ptype == NOT_ENV and not topic:
+                history_wins = True  # R99 only says "not ours"; where it goes is the office's practice
+            w_rule = 0.0 if history_wins else TOPIC_RULE_WEIGHT if topic else RULE_WEIGHT
             logp = w_rule * np.log(prior) + trust * np.log(hist) + named_log
             p = np.exp(logp - logp.max()) * (routing_mask + (1 - routing_mask) * (1e-6 if history_wins else 1.0))
             p = p / p.sum()
