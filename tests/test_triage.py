@@ -210,6 +210,32 @@ def test_an_order_that_is_not_ours_goes_to_the_unit_whose_duty_it_names(tmp_path
     assert s.unit_type == "street_town" and "历史案件" in s.unit_decided_by, s.unit_decided_by
 
 
+def test_asking_for_the_competent_department_follows_the_division_of_duties(tmp_path, embedder, monkeypatch):
+    """"请职能局核实处理" names no body, only whoever's duty it is: the rule (equipment noise → 生态环境) counts as
+    evidence, not the weak prior it is beside the similar cases. Those cases (shop air-conditioners, sent to 城管)
+    carry the day when the caller asks for 城管 or when the rule is treated as a bare prior."""
+    import triage.classify.service as service
+
+    store = _store(tmp_path)
+    streets = ["海秀路", "滨海大道", "国贸北路", "金贸西路"]
+    rows = [CaseRow(row=i, order_id=f"U{i}", text=f"{street}商铺门口空调外机噪音很大，请城管核实处理",
+                    pollution_type="noise", subtype="noise.industrial", unit_type="urban_management")
+            for i, street in enumerate(streets)]
+    rows += [CaseRow(row=10 + i, order_id=f"E{i}", text=text, pollution_type="noise", subtype="noise.industrial",
+                     unit_type="ecology_environment")
+             for i, text in enumerate(["工业园区工厂冲压机夜间轰鸣", "化工厂冷却塔持续发出低频噪声",
+                                       "钢材加工厂切割机噪声很大", "污水处理厂鼓风机噪声扰民"])]
+    store_cases(rows, store=store, embedder=embedder)
+    triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
+    text = "龙昆南路商铺门口空调外机噪音很大，请职能局核实处理"
+    s = triager.suggest(text)
+    assert s.subtype == "noise.industrial" and s.similar_cases[0].unit_type == "urban_management"
+    assert s.unit_type == "ecology_environment" and s.unit_decided_by.startswith("规则 R6"), s.unit_decided_by
+    assert triager.suggest("龙昆南路商铺门口空调外机噪音很大，请城管核实处理").unit_type == "urban_management"
+    monkeypatch.setattr(service, "DEFERRING", frozenset())
+    assert triager.suggest(text).unit_type == "urban_management"
+
+
 
 def test_no_member_can_veto_a_label_alone():
     # A history holding one radiation case in a thousand gives "radiation" a neighbour share of ~1e-4: pooled

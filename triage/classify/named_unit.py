@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 GENERIC = "generic"
+# Generic names that name no body at all, only "whoever's duty it is" (请职能局核实处理): the legal division of duties
+# answers them, unlike 区政府, a real body that hands orders on by its own habits.
+DEFERRING = frozenset({"职能局", "职能部门", "相关部门", "有关部门", "主管部门"})
 # A request clause: a verb of asking, a short stretch that names the unit, a verb of handling. Only the last one
 # counts: the agent's closing instruction comes last, and earlier ones may quote what another unit said.
 _REQUEST = re.compile(r"(?:请|要求|希望|建议|由|转)([^，。！？!?,；;：:\s]{1,18}?)"

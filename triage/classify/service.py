@@ -19,7 +19,7 @@ import numpy as np
 
 from triage.classify.members import (KeywordMember, Labels, LinearMember, NeighbourMember, PrototypeMember,
                                      RegulationMember)
-from triage.classify.named_unit import NamedUnitMember, UnitNames
+from triage.classify.named_unit import DEFERRING, NamedUnitMember, UnitNames
 from triage.classify.routing import ROUTING_UNITS, Routing, get_routing
 from triage.classify.types import Alternative, CitedRegulation, SimilarCase, Suggestion
 from triage.embeddings import complaint_for_embedding
@@ -269,6 +269,7 @@ class Triager:
         ruled = self.routing.apply_rules(ptype=ptype, subtype=subtype, text=text, occurred_at=occurred_at,
                                          jurisdiction=self.jurisdiction)
         topic = ptype == NOT_ENV and ruled is not None and ruled[1] in ROUTING_UNITS
+        defers = named is not None and named.requested and named.kind is None and named.key.split(":", 1)[1] in DEFERRING
         if ruled is not None:
             prior = np.full(len(units), 0.3 / (len(units) - 1))
             prior[units.index(ruled[1])] = 0.7
@@ -289,7 +290,7 @@ class Triager:
                             and top_n / n_kind >= HISTORY_MIN_SHARE and kind[rule_unit] / n_kind < 0.25)
             if ptype == NOT_ENV and not topic:
                 history_wins = True  # R99 only says "not ours"; where it goes is the office's practice
-            w_rule = 0.0 if history_wins else TOPIC_RULE_WEIGHT if topic else RULE_WEIGHT
+            w_rule = 0.0 if history_wins else TOPIC_RULE_WEIGHT if (topic or defers) else RULE_WEIGHT
             logp = w_rule * np.log(prior) + trust * np.log(hist) + named_log
             p = np.exp(logp - logp.max()) * (routing_mask + (1 - routing_mask) * (1e-6 if history_wins else 1.0))
             p = p / p.sum()
