@@ -27,6 +27,7 @@ def names() -> UnitNames:
     ("路口积水很深，请职能局核实处理。", "generic:职能局"),
     ("有工厂排放废气，请美兰区政府环保局核实处理", "ecology_environment"),  # a duty before a generic name
     ("城管说这事归环保管，他们也不来。请公安局核实处理", "public_security"),  # the closing request counts
+    ("开发区里的工地夜里还在施工，请桂林洋经济开发区核实处理", "street_town"),  # a zone's committee is territorial
 ])
 def test_finds_the_unit_a_complaint_asks_for(names, text, key):
     named = names.find(text)
