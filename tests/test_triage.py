@@ -236,6 +236,28 @@ def test_asking_for_the_competent_department_follows_the_division_of_duties(tmp_
     assert triager.suggest(text).unit_type == "urban_management"
 
 
+def test_the_unit_the_law_assigns_stays_among_the_alternatives(tmp_path, embedder):
+    """This office sends pig-farm stench to 城管; the suggestion follows it, and the unit the rule names (R10:
+    农业农村) is still listed for the dispatcher, though no past case went there."""
+    store = _store(tmp_path)
+    villages = ["东山镇", "长流镇", "石山镇", "永兴镇", "西秀镇", "龙塘镇"]
+    rows = [CaseRow(row=i, order_id=f"A{i}", text=f"{v}村里的养猪场臭气熏天，请城管核实处理", pollution_type="air",
+                    subtype="air.odour", unit_type="urban_management") for i, v in enumerate(villages)]
+    others = [("工厂排放刺鼻废气", "air", "air.industrial", "ecology_environment"),
+              ("化工厂晚上偷排废气", "air", "air.industrial", "ecology_environment"),
+              ("有人在出租屋聚众赌博", "not_environmental", "", "public_security"),
+              ("小区门口有人打架", "not_environmental", "", "public_security"),
+              ("路边违停车辆堵住了路口", "not_environmental", "", "traffic_police"),
+              ("交通信号灯坏了没人修", "not_environmental", "", "traffic_police")]
+    rows += [CaseRow(row=10 + i, order_id=f"O{i}", text=t, pollution_type=pt, subtype=st, unit_type=u)
+             for i, (t, pt, st, u) in enumerate(others)]
+    store_cases(rows, store=store, embedder=embedder)
+    triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
+    s = triager.suggest("大致坡镇村里的养猪场臭气熏天，请城管核实处理")
+    assert (s.subtype, s.unit_type) == ("air.odour", "urban_management")
+    assert "agriculture" in [a.unit_type for a in s.unit_alternatives[:2]], s.unit_alternatives
+
+
 
 def test_no_member_can_veto_a_label_alone():
     # A history holding one radiation case in a thousand gives "radiation" a neighbour share of ~1e-4: pooled
