@@ -68,6 +68,12 @@ def _store(tmp_path) -> KnowledgeStore:
     return KnowledgeStore(make_client(Settings(data_dir=tmp_path, chroma=str(tmp_path / "chroma"))))
 
 
+def _cases(prefix: str, texts: list[str], ptype: str, subtype: str, unit: str, start: int = 0) -> list[CaseRow]:
+    """Past cases of one kind, all handled by one unit."""
+    return [CaseRow(row=start + i, order_id=f"{prefix}{i}", text=t, pollution_type=ptype, subtype=subtype,
+                    unit_type=unit) for i, t in enumerate(texts)]
+
+
 COLD = [
     ("隔壁工地每天晚上十二点还在浇筑混凝土，泵车轰鸣，吵得根本睡不着", "noise", "noise.construction"),
     ("小区楼下新开的烧烤店没有装油烟净化器，油烟直接往楼上飘", "air", "air.cooking_fumes"),
@@ -162,13 +168,10 @@ def test_the_unit_a_complaint_asks_for_overrules_similar_cases(tmp_path, embedde
     """This office's shouting complaints went to 城管; an order that asks for 公安 goes to 公安, as such orders did."""
     store = _store(tmp_path)
     places = ["海秀路", "滨海大道", "国贸北路", "金贸西路", "白龙南路", "龙昆北路", "南海大道", "海甸岛"]
-    rows = [CaseRow(row=i, order_id=f"C{i}", text=f"{place}小区楼下有人晚上大声喧哗，请城管核实处理！",
-                    pollution_type="noise", subtype="noise.social_life", unit_type="urban_management")
-            for i, place in enumerate(places)]
-    rows += [CaseRow(row=10 + i, order_id=f"P{i}", text=text, pollution_type="not_environmental", subtype="",
-                     unit_type="public_security")
-             for i, text in enumerate(["有人在出租屋聚众赌博，请公安局核实处理", "电动车被偷了，请市公安局核实处理",
-                                       "有人冒充客服诈骗，请公安局核实处理"])]
+    rows = _cases("C", [f"{place}小区楼下有人晚上大声喧哗，请城管核实处理！" for place in places], "noise",
+                  "noise.social_life", "urban_management")
+    rows += _cases("P", ["有人在出租屋聚众赌博，请公安局核实处理", "电动车被偷了，请市公安局核实处理",
+                         "有人冒充客服诈骗，请公安局核实处理"], "not_environmental", "", "public_security", start=10)
     store_cases(rows, store=store, embedder=embedder)
     triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
     city = triager.suggest("长堤路小区楼下有人半夜大声喧哗，请市城管核实处理！")
@@ -189,8 +192,7 @@ def test_an_order_that_is_not_ours_goes_to_the_unit_whose_duty_it_names(tmp_path
     other = ["咨询社区老年活动中心的开放时间", "小区门口的路灯坏了好几天", "咨询社区卫生服务站的电话",
              "小区楼道里的消防通道被杂物堵住", "咨询街道文化站的报名时间", "小区里的健身器材坏了没人修",
              "咨询街道便民服务中心的地址", "小区绿化带的树枝挡住了窗户"]
-    rows = [CaseRow(row=i, order_id=f"S{i}", text=f"市民来电反映：{t}", pollution_type="not_environmental",
-                    subtype="", unit_type="street_town") for i, t in enumerate(other)]
+    rows = _cases("S", [f"市民来电反映：{t}" for t in other], "not_environmental", "", "street_town")
     store_cases(rows, store=store, embedder=embedder)
     triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
     text = "市民来电咨询：孩子的户口迁移需要准备什么材料"
@@ -199,10 +201,9 @@ def test_an_order_that_is_not_ours_goes_to_the_unit_whose_duty_it_names(tmp_path
     assert s.unit_type == "public_security" and s.unit_decided_by.startswith("规则 R90"), s.unit_decided_by
     assert "street_town" in [a.unit_type for a in s.unit_alternatives]  # the office's habit stays in view
     # Five past 户口 orders that this office handled at the street office: its practice wins, and says so.
-    moved = [CaseRow(row=20 + i, order_id=f"H{i}", text=f"市民来电咨询：{t}", pollution_type="not_environmental",
-                     subtype="", unit_type="street_town")
-             for i, t in enumerate(["集体户口在哪里办理", "落户口需要哪些证明", "户口本丢了怎么补办",
-                                    "新生儿上户口的流程", "户籍证明到哪里开具"])]
+    moved = _cases("H", [f"市民来电咨询：{t}" for t in ["集体户口在哪里办理", "落户口需要哪些证明", "户口本丢了怎么补办",
+                                                     "新生儿上户口的流程", "户籍证明到哪里开具"]],
+                   "not_environmental", "", "street_town", start=20)
     store_cases(moved, store=store, embedder=embedder)
     assert triager.refresh_if_changed()
     assert triager.kind_units["not_environmental:R90"]["street_town"] == 5
@@ -218,13 +219,10 @@ def test_asking_for_the_competent_department_follows_the_division_of_duties(tmp_
 
     store = _store(tmp_path)
     streets = ["海秀路", "滨海大道", "国贸北路", "金贸西路"]
-    rows = [CaseRow(row=i, order_id=f"U{i}", text=f"{street}商铺门口空调外机噪音很大，请城管核实处理",
-                    pollution_type="noise", subtype="noise.industrial", unit_type="urban_management")
-            for i, street in enumerate(streets)]
-    rows += [CaseRow(row=10 + i, order_id=f"E{i}", text=text, pollution_type="noise", subtype="noise.industrial",
-                     unit_type="ecology_environment")
-             for i, text in enumerate(["工业园区工厂冲压机夜间轰鸣", "化工厂冷却塔持续发出低频噪声",
-                                       "钢材加工厂切割机噪声很大", "污水处理厂鼓风机噪声扰民"])]
+    rows = _cases("U", [f"{street}商铺门口空调外机噪音很大，请城管核实处理" for street in streets], "noise",
+                  "noise.industrial", "urban_management")
+    rows += _cases("E", ["工业园区工厂冲压机夜间轰鸣", "化工厂冷却塔持续发出低频噪声", "钢材加工厂切割机噪声很大",
+                         "污水处理厂鼓风机噪声扰民"], "noise", "noise.industrial", "ecology_environment", start=10)
     store_cases(rows, store=store, embedder=embedder)
     triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
     text = "龙昆南路商铺门口空调外机噪音很大，请职能局核实处理"
@@ -241,8 +239,8 @@ def test_the_unit_the_law_assigns_stays_among_the_alternatives(tmp_path, embedde
     农业农村) is still listed for the dispatcher, though no past case went there."""
     store = _store(tmp_path)
     villages = ["东山镇", "长流镇", "石山镇", "永兴镇", "西秀镇", "龙塘镇"]
-    rows = [CaseRow(row=i, order_id=f"A{i}", text=f"{v}村里的养猪场臭气熏天，请城管核实处理", pollution_type="air",
-                    subtype="air.odour", unit_type="urban_management") for i, v in enumerate(villages)]
+    rows = _cases("A", [f"{v}村里的养猪场臭气熏天，请城管核实处理" for v in villages], "air", "air.odour",
+                  "urban_management")
     others = [("工厂排放刺鼻废气", "air", "air.industrial", "ecology_environment"),
               ("化工厂晚上偷排废气", "air", "air.industrial", "ecology_environment"),
               ("有人在出租屋聚众赌博", "not_environmental", "", "public_security"),
