@@ -215,7 +215,7 @@ def test_asking_for_the_competent_department_follows_the_division_of_duties(tmp_
     """"请职能局核实处理" names no body, only whoever's duty it is: the rule (equipment noise → 生态环境) counts as
     evidence, not the weak prior it is beside the similar cases. Those cases (shop air-conditioners, sent to 城管)
     carry the day when the caller asks for 城管 or when the rule is treated as a bare prior."""
-    import triage.classify.service as service
+    import triage.classify.named_unit as named_unit
 
     store = _store(tmp_path)
     streets = ["海秀路", "滨海大道", "国贸北路", "金贸西路"]
@@ -230,7 +230,7 @@ def test_asking_for_the_competent_department_follows_the_division_of_duties(tmp_
     assert s.subtype == "noise.industrial" and s.similar_cases[0].unit_type == "urban_management"
     assert s.unit_type == "ecology_environment" and s.unit_decided_by.startswith("规则 R6"), s.unit_decided_by
     assert triager.suggest("龙昆南路商铺门口空调外机噪音很大，请城管核实处理").unit_type == "urban_management"
-    monkeypatch.setattr(service, "DEFERRING", frozenset())
+    monkeypatch.setattr(named_unit, "DEFERRING", frozenset())
     assert triager.suggest(text).unit_type == "urban_management"
 
 

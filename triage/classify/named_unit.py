@@ -38,6 +38,11 @@ class NamedUnit:
     words: str  # the request clause as written, shown to the dispatcher
     requested: bool = True  # False: the unit is only mentioned ("水务局电话的问题"), not asked for
 
+    @property
+    def defers(self) -> bool:
+        """Asks for whoever has the duty ("请职能局核实处理"), naming no body."""
+        return self.requested and self.kind is None and self.key.split(":", 1)[1] in DEFERRING
+
 
 class UnitNames:
     """Finds the unit a complaint names, from the alias lexicon in knowledge/routing.yaml."""

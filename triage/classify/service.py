@@ -19,7 +19,7 @@ import numpy as np
 
 from triage.classify.members import (KeywordMember, Labels, LinearMember, NeighbourMember, PrototypeMember,
                                      RegulationMember)
-from triage.classify.named_unit import DEFERRING, NamedUnitMember, UnitNames
+from triage.classify.named_unit import NamedUnitMember, UnitNames
 from triage.classify.routing import ROUTING_UNITS, Routing, get_routing
 from triage.classify.types import Alternative, CitedRegulation, SimilarCase, Suggestion
 from triage.embeddings import complaint_for_embedding
@@ -151,7 +151,7 @@ class Triager:
         kinds: dict[str, Counter] = defaultdict(Counter)
         for text, t, s, u in zip(texts, ys["type"], ys["subtype"], ys["unit"]):
             if u:
-                kinds[self._kind(t, s, text)][u] += 1
+                kinds[self._kind(t, s, self._topic_rule(text) if t == NOT_ENV else None)][u] += 1
         named = NamedUnitMember(self.unit_names, self.labels.units).fit(texts, ys["unit"], ys["type"],
                                                                         ys["subtype"])
         per_type = Counter(ys["type"])
@@ -205,11 +205,12 @@ class Triager:
         ruled = self.routing.apply_rules(ptype=NOT_ENV, subtype="", text=text, jurisdiction=self.jurisdiction)
         return ruled if ruled is not None and ruled[1] in ROUTING_UNITS else None
 
-    def _kind(self, ptype: str, subtype: str, text: str) -> str:
+    @staticmethod
+    def _kind(ptype: str, subtype: str, topic) -> str:
         """The kind of complaint whose past routing is counted: the subtype, or for one that is not ours the duty
-        topic it matches ("not_environmental:R90"), since not-ours orders as a whole go everywhere."""
+        topic it matches (`topic`, from `_topic_rule`: "not_environmental:R90"), since not-ours orders as a whole
+        go everywhere."""
         if ptype == NOT_ENV:
-            topic = self._topic_rule(text)
             return f"{NOT_ENV}:{topic[0].id}" if topic else NOT_ENV
         return subtype or ptype
 
@@ -258,7 +259,10 @@ class Triager:
             parts.append(np.log(nb[2]))
         if "unit" in lin:
             parts.append(np.log(lin["unit"]))
-        kind = self.kind_units.get(self._kind(ptype, subtype, text), Counter())
+        ruled = self.routing.apply_rules(ptype=ptype, subtype=subtype, text=text, occurred_at=occurred_at,
+                                         jurisdiction=self.jurisdiction)
+        topic = ptype == NOT_ENV and ruled is not None and ruled[1] in ROUTING_UNITS
+        kind = self.kind_units.get(self._kind(ptype, subtype, ruled if topic else None), Counter())
         n_kind = sum(kind.values())
         if parts:
             h = np.exp(sum(parts) / len(parts)) * routing_mask + 1e-9
@@ -267,10 +271,6 @@ class Triager:
         named = self.unit_names.find(text)
         p_named = self.named_units.predict(named, ptype, subtype) if hist is not None else None
         named_log = NAMED_WEIGHT * np.log(p_named) if p_named is not None else 0.0
-        ruled = self.routing.apply_rules(ptype=ptype, subtype=subtype, text=text, occurred_at=occurred_at,
-                                         jurisdiction=self.jurisdiction)
-        topic = ptype == NOT_ENV and ruled is not None and ruled[1] in ROUTING_UNITS
-        defers = named is not None and named.requested and named.kind is None and named.key.split(":", 1)[1] in DEFERRING
         if ruled is not None:
             prior = np.full(len(units), 0.3 / (len(units) - 1))
             prior[units.index(ruled[1])] = 0.7
@@ -293,7 +293,9 @@ class Triager:
                             and top_n / n_kind >= HISTORY_MIN_SHARE and kind[rule_unit] / n_kind < 0.25)
             if ptype == NOT_ENV and not topic:
                 history_wins = True  # R99 only says "not ours"; where it goes is the office's practice
-            w_rule = 0.0 if history_wins else TOPIC_RULE_WEIGHT if (topic or defers) else RULE_WEIGHT
+            # A duty topic, or a request for "the competent department", makes the rule evidence, not a prior.
+            weighty = topic or (named is not None and named.defers)
+            w_rule = 0.0 if history_wins else TOPIC_RULE_WEIGHT if weighty else RULE_WEIGHT
             logp = w_rule * np.log(prior) + trust * np.log(hist) + named_log
             p = np.exp(logp - logp.max()) * (routing_mask + (1 - routing_mask) * (1e-6 if history_wins else 1.0))
             p = p / p.sum()
