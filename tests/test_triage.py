@@ -57,6 +57,11 @@ def test_routing_rules_follow_the_division_of_duties():
     assert r.local_rule_applies(gd, "gz_baiyun_junhe") and not r.local_rule_applies(gd, "hk_longhua")
     assert r.local_rule_applies({"level": "national", "law": "中华人民共和国生态环境法典"}, "hk_longhua")
     assert not r.local_rule_applies(gd, "no_such_place")
+    # An order that is not ours: its matter may name another unit's duty; if none, it goes back for re-dispatch.
+    for text, unit in [("夫妻投靠落户需要哪些材料", "public_security"), ("有辆车堵住店门口，需要联系车主移车", "traffic_police"),
+                       ("网约车司机绕路多收费", "transport"), ("不动产登记窗口的电话", "natural_resources"),
+                       ("咨询社区活动中心开放时间", "dispatch_center")]:
+        assert r.apply_rules(ptype="not_environmental", subtype="", text=text)[1] == unit, text
 
 
 @pytest.fixture(scope="module")
