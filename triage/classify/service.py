@@ -86,6 +86,12 @@ def _abstain_on(p: np.ndarray, scarce: np.ndarray) -> np.ndarray:
     return p / p.sum()
 
 
+def _duty_topic(ptype: str, ruled):
+    """The (rule, unit) matched, if it is a duty topic of a complaint that is not ours (R90–R98, a real unit);
+    None otherwise (a pollution rule, or R99: re-dispatch)."""
+    return ruled if ptype == NOT_ENV and ruled is not None and ruled[1] in ROUTING_UNITS else None
+
+
 def _in_force(meta: dict[str, Any], on: date) -> bool:
     try:
         from triage.kb.regulations import in_force
@@ -202,8 +208,8 @@ class Triager:
 
     def _topic_rule(self, text: str):
         """(rule, unit) of the duty-topic rule a complaint that is not ours matches, else None (R99: re-dispatch)."""
-        ruled = self.routing.apply_rules(ptype=NOT_ENV, subtype="", text=text, jurisdiction=self.jurisdiction)
-        return ruled if ruled is not None and ruled[1] in ROUTING_UNITS else None
+        return _duty_topic(NOT_ENV, self.routing.apply_rules(ptype=NOT_ENV, subtype="", text=text,
+                                                             jurisdiction=self.jurisdiction))
 
     @staticmethod
     def _kind(ptype: str, subtype: str, topic) -> str:
@@ -261,8 +267,8 @@ class Triager:
             parts.append(np.log(lin["unit"]))
         ruled = self.routing.apply_rules(ptype=ptype, subtype=subtype, text=text, occurred_at=occurred_at,
                                          jurisdiction=self.jurisdiction)
-        topic = ptype == NOT_ENV and ruled is not None and ruled[1] in ROUTING_UNITS
-        kind = self.kind_units.get(self._kind(ptype, subtype, ruled if topic else None), Counter())
+        topic = _duty_topic(ptype, ruled)
+        kind = self.kind_units.get(self._kind(ptype, subtype, topic), Counter())
         n_kind = sum(kind.values())
         if parts:
             h = np.exp(sum(parts) / len(parts)) * routing_mask + 1e-9
@@ -291,10 +297,10 @@ class Triager:
             top_unit, top_n = kind.most_common(1)[0] if kind else (None, 0)
             history_wins = (n_kind >= HISTORY_MIN_CASES and top_unit != rule_unit
                             and top_n / n_kind >= HISTORY_MIN_SHARE and kind[rule_unit] / n_kind < 0.25)
-            if ptype == NOT_ENV and not topic:
+            if ptype == NOT_ENV and topic is None:
                 history_wins = True  # R99 only says "not ours"; where it goes is the office's practice
             # A duty topic, or a request for "the competent department", makes the rule evidence, not a prior.
-            weighty = topic or (named is not None and named.defers)
+            weighty = topic is not None or (named is not None and named.defers)
             w_rule = 0.0 if history_wins else TOPIC_RULE_WEIGHT if weighty else RULE_WEIGHT
             logp = w_rule * np.log(prior) + trust * np.log(hist) + named_log
             p = np.exp(logp - logp.max()) * (routing_mask + (1 - routing_mask) * (1e-6 if history_wins else 1.0))
