@@ -4,6 +4,7 @@
 - PrototypeMember: similarity of the complaint to each subtype's description and examples (zero-shot).
 - NeighbourMember: similarity-weighted votes of the nearest past cases (from Chroma).
 - LinearMember: logistic regression over character n-grams + the embedding, trained on past cases.
+- TunedMember: logistic regression over the vectors of the encoder fine-tuned on past cases (`triage tune`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from scipy.sparse import csr_matrix, hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from triage.embeddings import complaint_for_embedding
 from triage.taxonomy import NOT_ENV, Taxonomy
 
 EPS = 1e-4
@@ -258,3 +260,54 @@ class RegulationMember:
         typ[self.labels.types.index(NOT_ENV)] = typ.max()
         sub[self.labels.subtypes.index("")] = sub.max()
         return _normalise_rows(typ), _normalise_rows(sub)
+
+
+class TunedMember:
+    """Logistic regression over the vectors of the office's tuned encoder (`tuning.py`).
+
+    The encoder is fine-tuned now and then (`triage tune`); the regression is refit at every retraining, on all
+    current cases. Vectors are kept per text, so a retraining encodes only the cases added since the last one."""
+
+    name = "tuned"
+    MIN_CASES = LinearMember.MIN_CASES
+
+    def __init__(self, labels: Labels, encoder):
+        self.labels, self.encoder = labels, encoder
+        self.models: dict[str, tuple[LogisticRegression, list[int]]] = {}
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if todo:
+            fresh = self.encoder.embed_queries([complaint_for_embedding(t) for t in todo])
+            self._vectors.update(zip(todo, fresh))
+        return np.array([self._vectors[t] for t in texts]) if texts else np.zeros((0, self.encoder.dim))
+
+    def fit(self, texts: list[str], targets: dict[str, list[str]]) -> "TunedMember":
+        if len(texts) < self.MIN_CASES:
+            return self
+        X = self.vectors(texts)
+        self._vectors = {t: v for t, v in zip(texts, X)}  # cases deleted since are forgotten
+        spaces = {"type": self.labels.types, "subtype": self.labels.subtypes, "unit": self.labels.units}
+        models = {}
+        for key, ys in targets.items():
+            space = spaces[key]
+            rows = [i for i, y in enumerate(ys) if y in space and not (key == "unit" and y == "")]
+            if len(rows) < self.MIN_CASES or len({ys[i] for i in rows}) < 2:
+                continue
+            model = LogisticRegression(max_iter=3000, C=10.0).fit(X[rows], [ys[i] for i in rows])
+            models[key] = (model, [space.index(c) for c in model.classes_])
+        self.models = models
+        return self
+
+    def predict(self, text: str) -> dict[str, np.ndarray]:
+        if not self.models:
+            return {}
+        x = self.encoder.embed_query(complaint_for_embedding(text))
+        sizes = {"type": len(self.labels.types), "subtype": len(self.labels.subtypes), "unit": len(self.labels.units)}
+        out = {}
+        for key, (model, cols) in self.models.items():
+            p = np.zeros(sizes[key])
+            p[cols] = model.predict_proba(x[None, :])[0]
+            out[key] = _normalise_rows(p)
+        return out

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from triage.classify.members import (KeywordMember, Labels, LinearMember, NeighbourMember, PrototypeMember,
-                                     RegulationMember)
+                                     RegulationMember, TunedMember)
 from triage.classify.named_unit import NamedUnitMember, UnitNames
 from triage.classify.routing import ROUTING_UNITS, Routing, get_routing
+from triage.classify.tuning import load_tuned_encoder, read_manifest, tuned_stamp
 from triage.classify.types import Alternative, CitedRegulation, SimilarCase, Suggestion
 from triage.embeddings import complaint_for_embedding
 from triage.kb.store import CASES, REGULATIONS, KnowledgeStore
@@ -36,7 +37,7 @@ LOW_CONFIDENCE = 0.6
 ALTERNATIVES = 3  # listed beside each suggestion; `triage eval` scores the top-3 as the suggestion + the first two
 # Member weights in the log-linear pool; history members are further scaled by `history_trust`.
 WEIGHTS = {"linear": 1.0, "neighbours": 1.0, "keywords": 1.0, "prototypes": 1.0,
-           "regulations": 1.0}
+           "regulations": 1.0, "tuned": 1.0}
 # No member may veto a label on its own: a word list misses vocabulary, and an office's history may hold one
 # radiation case in a thousand, so "no neighbour says radiation" is weak evidence (unfloored, ~9 nats against).
 # Each of these members' distributions keeps this share spread evenly over the labels before pooling. Measured
@@ -62,6 +63,11 @@ NAMED_WEIGHT = 2.0
 # unit by its statutory duty, much as a caller names it, so it counts like the office's history rather than as the
 # weak prior of the pollution rules (whose kind-level history is the better evidence).
 TOPIC_RULE_WEIGHT = 1.0
+# The tuned member (the encoder fine-tuned on this office's cases, `tuning.py`) knows the office's own style best
+# and other styles least: it counts with trust squared, so a letter unlike the history hardly hears it. Haikou
+# 5-fold CV with precomputed fold encoders: type 0.931 -> 0.942 (trust: 0.944, unscaled: 0.942); message-board
+# posts 0.800 -> 0.805 (trust: 0.786, unscaled: 0.750).
+TUNED_TRUST_POWER = 2
 
 
 def history_trust(max_similarity: float | None) -> float:
@@ -111,7 +117,9 @@ class _Pooled:
 class Triager:
     def __init__(self, *, store: KnowledgeStore, embedder, settings: Settings | None = None,
                  taxonomy: Taxonomy | None = None, routing: Routing | None = None,
-                 jurisdiction: str | None = None):
+                 jurisdiction: str | None = None, tuned_encoder: Any = "auto"):
+        """tuned_encoder: the office's tuned encoder (`tuning.py`); "auto" loads the one under the data directory
+        (and a newer one at each retraining), None runs without it."""
         self.settings = settings or get_settings()
         self.store, self.embedder = store, embedder
         self.tax = taxonomy or get_taxonomy()
@@ -123,6 +131,10 @@ class Triager:
         self.neighbours = NeighbourMember(self.labels)
         self.regulation_votes = RegulationMember(self.tax, self.labels)
         self.linear = LinearMember(self.labels)
+        self._tuned_auto = isinstance(tuned_encoder, str) and tuned_encoder == "auto"
+        self._tuned_stamp: str | None = None
+        self.tuned_encoder = None if self._tuned_auto else tuned_encoder
+        self.tuned: TunedMember | None = None
         self.unit_names = UnitNames(self.routing.unit_aliases)
         self.named_units = NamedUnitMember(self.unit_names, self.labels.units)
         self.temperature = 1.0
@@ -154,6 +166,7 @@ class Triager:
         linear = LinearMember(self.labels)
         if texts:
             linear.fit(texts, vecs, ys)
+        tuned = self._fit_tuned(texts, ys)
         kinds: dict[str, Counter] = defaultdict(Counter)
         for text, t, s, u in zip(texts, ys["type"], ys["subtype"], ys["unit"]):
             if u:
@@ -164,14 +177,34 @@ class Triager:
         scarce = np.array([per_type[t] < SCARCE_TYPE_CASES for t in self.labels.types])
         with self._lock:
             self.linear, self.kind_units, self.n_cases = linear, dict(kinds), len(labelled)
+            self.tuned = tuned
             self.scarce_types = scarce
             self.named_units = named
             self._seen_count = seen
         log.info("triage model trained on %d labelled cases", len(labelled))
 
+    def _fit_tuned(self, texts: list[str], ys: dict[str, list[str]]) -> TunedMember | None:
+        """The tuned member refit on the current cases; a newer tuned encoder on disk is loaded first."""
+        stamp = tuned_stamp(self.settings) if self._tuned_auto else None
+        if self._tuned_auto and stamp != self._tuned_stamp:
+            self.tuned_encoder, self._tuned_stamp = load_tuned_encoder(self.settings), stamp
+            self.tuned = None  # another encoder: the vectors kept per text no longer apply
+        if self.tuned_encoder is None or not texts:
+            return None
+        member = TunedMember(self.labels, self.tuned_encoder)
+        if self.tuned is not None and self.tuned.encoder is self.tuned_encoder:
+            member._vectors = self.tuned._vectors
+        try:
+            return member.fit(texts, ys)
+        except Exception:  # noqa: BLE001 - the rest of the ensemble still triages
+            log.exception("the tuned member could not be refit: triaging without it")
+            return None
+
     def refresh_if_changed(self) -> bool:
-        """Retrain when the cases collection changed (closures here, imports from the CLI or another worker)."""
-        if self.store.count(CASES) == self._seen_count:
+        """Retrain when the cases collection changed (closures here, imports from the CLI or another worker) or a
+        newer tuned encoder was written (`triage tune`)."""
+        tuned_changed = self._tuned_auto and self._tuned_stamp != tuned_stamp(self.settings)
+        if self.store.count(CASES) == self._seen_count and not tuned_changed:
             return False
         self.retrain()
         return True
@@ -222,13 +255,18 @@ class Triager:
 
     @property
     def versions(self) -> dict[str, str]:
-        return {"model": f"ensemble-1+{self.embedder.model_id}", "taxonomy": self.tax.version,
+        tuned = f"+tuned-{self._tuned_id()}" if self.tuned is not None and self.tuned.models else ""
+        return {"model": f"ensemble-1+{self.embedder.model_id}{tuned}", "taxonomy": self.tax.version,
                 "routing": self.routing.version, "knowledge": f"cases={self.n_cases}",
                 "jurisdiction": self.jurisdiction}
 
+    def _tuned_id(self) -> str:
+        folder = getattr(self.tuned_encoder, "path", None)
+        return ((read_manifest(folder) if folder is not None else None) or {}).get("fingerprint", "custom")
+
     # ---------------------------------------------------------------- inference
     def _pool(self, text: str, qvec: np.ndarray, hits: list[dict], lin: dict[str, np.ndarray],
-              reg_hits: list[dict]) -> tuple[_Pooled, float]:
+              reg_hits: list[dict], tun: dict[str, np.ndarray] | None = None) -> tuple[_Pooled, float]:
         trust = history_trust(max((h["similarity"] for h in hits), default=None))
         kw_t, kw_s = (_floored(p, "keywords") for p in self.keywords.predict(text))
         pr_t, pr_s = self.prototypes.predict_vec(qvec)
@@ -248,14 +286,21 @@ class Triager:
             lt += trust * WEIGHTS["linear"] * np.log(_abstain_on(lin["type"], self.scarce_types))
         if "subtype" in lin:
             ls += trust * WEIGHTS["linear"] * np.log(lin["subtype"])
+        tun = tun or {}
+        w_tuned = WEIGHTS["tuned"] * trust ** TUNED_TRUST_POWER
+        if "type" in tun:
+            lt += w_tuned * np.log(_abstain_on(tun["type"], self.scarce_types))
+        if "subtype" in tun:
+            ls += w_tuned * np.log(tun["subtype"])
         soft = lambda v: np.exp((v - v.max()) / self.temperature) / np.exp((v - v.max()) / self.temperature).sum()  # noqa: E731
         return _Pooled(soft(lt), soft(ls)), trust
 
     def _route(self, *, text: str, ptype: str, subtype: str, occurred_at: datetime | None, hits: list[dict],
-               lin: dict[str, np.ndarray], trust: float) -> tuple[str, np.ndarray, str, np.ndarray | None]:
+               lin: dict[str, np.ndarray], trust: float,
+               tun: dict[str, np.ndarray] | None = None) -> tuple[str, np.ndarray, str, np.ndarray | None]:
         """(unit, pooled unit distribution, why, support): support, the mean of the sources' unit distributions
-        (similar cases, linear model, named unit, and the rule beside them; None without history), ranks the
-        alternatives (`_unit_alternatives`)."""
+        (similar cases, linear model, tuned model, named unit, and the rule beside them; None without history),
+        ranks the alternatives (`_unit_alternatives`)."""
         units = self.labels.units
         routing_mask = np.array([u in ROUTING_UNITS for u in units], dtype=float)
         hist = None
@@ -265,6 +310,9 @@ class Triager:
             parts.append(np.log(nb[2]))
         if "unit" in lin:
             parts.append(np.log(lin["unit"]))
+        tun = tun or {}
+        if "unit" in tun:  # CV: unit 0.878 -> 0.886, top-3 0.958 -> 0.967 with it
+            parts.append(np.log(tun["unit"]))
         ruled = self.routing.apply_rules(ptype=ptype, subtype=subtype, text=text, occurred_at=occurred_at,
                                          jurisdiction=self.jurisdiction)
         topic = _duty_topic(ptype, ruled)
@@ -281,7 +329,7 @@ class Triager:
             prior = np.full(len(units), 0.3 / (len(units) - 1))
             prior[units.index(ruled[1])] = 0.7
         sources = ([nb[2]] if nb is not None else []) + ([lin["unit"]] if "unit" in lin else []) + (
-            [p_named] if p_named is not None else [])
+            [tun["unit"]] if "unit" in tun else []) + ([p_named] if p_named is not None else [])
         if sources and ruled is not None:
             sources.append(prior)  # the unit the law assigns stays in view where the office's habit differs
         support = np.mean(sources, axis=0) * routing_mask if sources else None
@@ -342,7 +390,8 @@ class Triager:
         lin = {k: v[0] for k, v in self.linear.predict([full], qvec[None, :]).items()}
         reg_hits = [dict(h.metadata, similarity=h.similarity)
                     for h in self.store.query(REGULATIONS, qvec, k=K_DIGEST, where={"source": "digest"})]
-        pooled, trust = self._pool(full, qvec, hits, lin, reg_hits)
+        tun = self.tuned.predict(full) if self.tuned is not None else {}
+        pooled, trust = self._pool(full, qvec, hits, lin, reg_hits, tun)
         types, subs = self.labels.types, self.labels.subtypes
         t_idx = int(pooled.types.argmax())
         ptype = types[t_idx]
@@ -353,7 +402,8 @@ class Triager:
         if ptype == NOT_ENV:
             subtype = ""
         unit, unit_p, decided_by, support = self._route(text=full, ptype=ptype, subtype=subtype,
-                                                        occurred_at=occurred_at, hits=hits, lin=lin, trust=trust)
+                                                        occurred_at=occurred_at, hits=hits, lin=lin, trust=trust,
+                                                        tun=tun)
         order = np.argsort(-pooled.types)
         alternatives = [Alternative(pollution_type=types[i], confidence=round(float(pooled.types[i]), 4))
                         for i in order[1:4]]
