@@ -1,6 +1,6 @@
 """Triage benchmark: cross-validated quality against the TF-IDF baseline, the cold start, and latency.
 
-    python bench/triage.py [--folds 5] [--skip-latency]
+    python bench/triage.py [--folds 5] [--skip-latency] [--no-tune]
 
 - In-domain: stratified k-fold over the Haikou dev orders (train on k-1 folds, test on the rest), the system
   and the TF-IDF + logistic-regression baseline trained on the same folds (`triage eval` on each split).
@@ -8,7 +8,9 @@
 - Label consistency: how often the office itself labelled near-identical orders differently (a ceiling).
 - Latency: one complaint through intake (store → embed → Chroma cases + regulations → ensemble → router →
   database write), p50/p95 over real complaints, on this machine's cores.
-Embeddings are cached by text across folds (the same model, computed once) so the run takes minutes.
+- Ablation: every run also without the tuned member (the encoder fine-tuned on the training part), so the member
+  shows what it earns; tuning costs about five minutes per fold on two cores (`--no-tune` skips it).
+Embeddings of the base model are cached by text across folds (the same model, computed once).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def write_rows(path: Path, header: list[str], rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def latency(n: int) -> tuple[float, float, float]:
+def latency(n: int, tuned_dir: Path | None) -> tuple[float, float, float]:
     from triage.classify.service import Triager
     from triage.db import create_all, make_engine, session_factory
     from triage.kb.cases import import_cases
@@ -87,7 +89,13 @@ def latency(n: int) -> tuple[float, float, float]:
         store = KnowledgeStore(make_client(Settings(data_dir=Path(tmp), chroma=str(Path(tmp) / "c"))))
         ingest_default_knowledge(settings, store=store, embedder=embedder)
         import_cases(HAIKOU, store=store, embedder=embedder)
-        triager = Triager(store=store, embedder=embedder, settings=settings)
+        tuned = None
+        if tuned_dir is not None:  # the encoder tuned on the Haikou file by the cold-start run
+            from triage.embeddings import Embedder, onnx_path_for
+
+            tuned = Embedder(tuned_dir, backend=settings.embedding_backend,
+                             onnx_path=onnx_path_for(tuned_dir, Settings(model_cache_dir=Path(tmp) / "m")))
+        triager = Triager(store=store, embedder=embedder, settings=settings, tuned_encoder=tuned)
         engine = make_engine(f"sqlite:///{tmp}/t.db")
         create_all(engine)
         Session = session_factory(engine)
@@ -171,6 +179,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--latency-n", type=int, default=100)
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--no-tune", action="store_true",
+                    help="skip the tuned member (fine-tuning costs ~5 min per fold on 2 cores)")
     args = ap.parse_args()
     if not HAIKOU.exists():
         sys.exit(f"{HAIKOU} is absent: this benchmark needs ../shared/data")
@@ -181,11 +191,13 @@ def main() -> None:
         reader = csv.DictReader(f)
         header, rows = list(reader.fieldnames), list(reader)
     y = [r["pollution_type"] for r in rows]
-    folds = []
+    folds, ablation = [], []  # ablation: the same folds without the tuned member
     cv_rows: list[dict] = []
     cv_pred: list[str] = []
     cold_rows: list[dict] = []
     cold_pred: list[str] = []
+    tmp_keep = tempfile.TemporaryDirectory()
+    tuned_dir = None if args.no_tune else Path(tmp_keep.name) / "tuned-encoder"
     with tempfile.TemporaryDirectory() as tmp:
         skf = StratifiedKFold(args.folds, shuffle=True, random_state=0)
         pred_path = Path(tmp) / "predictions.csv"
@@ -193,15 +205,20 @@ def main() -> None:
             tr, te = Path(tmp) / "train.csv", Path(tmp) / "test.csv"
             write_rows(tr, header, [rows[i] for i in a])
             write_rows(te, header, [rows[i] for i in b])
-            folds.append(evaluate(tr, te, settings=settings, embedder=emb, predictions=pred_path))
+            ablation.append(evaluate(tr, te, settings=settings, embedder=emb, tune=False))
+            folds.append(evaluate(tr, te, settings=settings, embedder=emb, predictions=pred_path,
+                                  tune=not args.no_tune))
             fold_rows, fold_pred = predicted_rows(te, pred_path)
             cv_rows += fold_rows
             cv_pred += fold_pred
             console.print(f"fold {k + 1}/{args.folds}: type {folds[-1]['system']['type_accuracy']:.3f} "
-                          f"(baseline {folds[-1]['baseline']['type_accuracy']:.3f})")
-        cold = None
+                          f"(without the tuned member {ablation[-1]['system']['type_accuracy']:.3f}, "
+                          f"baseline {folds[-1]['baseline']['type_accuracy']:.3f})")
+        cold = cold_ablation = None
         if TAIDI.exists():
-            cold = evaluate(HAIKOU, TAIDI, settings=settings, embedder=emb, predictions=pred_path)
+            cold_ablation = evaluate(HAIKOU, TAIDI, settings=settings, embedder=emb, tune=False)
+            cold = evaluate(HAIKOU, TAIDI, settings=settings, embedder=emb, predictions=pred_path,
+                            tune=not args.no_tune, keep_tuned=tuned_dir)
             cold_rows, cold_pred = predicted_rows(TAIDI, pred_path)
 
     def mean(side: str, key: str, runs: list[dict]) -> str:
@@ -209,14 +226,20 @@ def main() -> None:
         return f"{np.mean(vals):.3f}" if vals else "-"
 
     table = Table(title=f"bench/triage.py — Haikou {args.folds}-fold CV (n={len(rows)}) and cold start")
-    for col in ("metric", "system (CV)", "baseline (CV)", "system (cold)", "baseline (cold)"):
+    for col in ("metric", "system (CV)", "w/o tuned (CV)", "baseline (CV)", "system (cold)", "w/o tuned (cold)",
+                "baseline (cold)"):
         table.add_column(col, justify="right" if col != "metric" else "left")
     for key in KEYS:
-        table.add_row(key, mean("system", key, folds), mean("baseline", key, folds),
-                      mean("system", key, [cold]) if cold else "-", mean("baseline", key, [cold]) if cold else "-")
+        table.add_row(key, mean("system", key, folds), mean("system", key, ablation), mean("baseline", key, folds),
+                      *((mean("system", key, [cold]), mean("system", key, [cold_ablation]),
+                         mean("baseline", key, [cold])) if cold else ("-", "-", "-")))
     if not args.skip_latency:
-        p50, p95, avg = latency(args.latency_n)
-        table.add_row("intake+triage latency p50 / p95 ms", f"{p50:.0f} / {p95:.0f}", "", "", "")
+        p50, p95, avg = latency(args.latency_n, tuned_dir if tuned_dir and tuned_dir.exists() else None)
+        table.add_row("intake+triage latency p50 / p95 ms", f"{p50:.0f} / {p95:.0f}", "", "", "", "", "")
+        if tuned_dir and tuned_dir.exists():
+            p50, p95, avg = latency(args.latency_n, None)
+            table.add_row("the same without the tuned member", "", f"{p50:.0f} / {p95:.0f}", "", "", "", "")
+    tmp_keep.cleanup()
     console.print(table)
     runs = {"CV": (cv_rows, cv_pred)} | ({"cold": (cold_rows, cold_pred)} if cold else {})
     console.print(per_type_table("System per pollution type (CV: all folds together; cold: message-board posts)",
