@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from triage.classify.service import Triager
 from triage.classify.tuning import (MANIFEST, fine_tune, labelled_cases, load_tuned_encoder, read_manifest,
                                     tuned_model_dir)
-from triage.embeddings import ensure_model, get_embedder
+from triage.embeddings import ensure_model, get_embedder, onnx_path_for
 from triage.kb.cases import CaseRow, store_cases
 from triage.kb.store import KnowledgeStore, make_client
 from triage.settings import Settings
@@ -78,7 +78,11 @@ def test_tuning_pulls_each_kind_together_and_the_triager_uses_it(tmp_path, embed
     assert report.labels == {"type": 3, "subtype": 3, "unit": 3}
     assert read_manifest(tuned_model_dir(settings))["fingerprint"] == report.fingerprint
 
+    stale = onnx_path_for(tuned_model_dir(settings), settings).with_name("tuned-encoder-0ld0ld0ld0ld.onnx")
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"an export of an earlier tuning")
     tuned = load_tuned_encoder(settings)
+    assert not stale.exists()  # nightly tunings do not pile up exports in the model cache
     before = embedder.embed_queries(texts)
     after = tuned.embed_queries(texts)
     assert _separation(after, targets["type"]) > _separation(before, targets["type"]) + 0.05

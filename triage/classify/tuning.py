@@ -163,12 +163,18 @@ def load_tuned_encoder(settings: Settings):
     path = tuned_model_dir(settings)
     if read_manifest(path) is None:
         return None
+    onnx_path = onnx_path_for(path, settings)
     try:
-        return Embedder(path, settings.embedding_batch_size, backend=settings.embedding_backend,
-                        onnx_path=onnx_path_for(path, settings))
+        encoder = Embedder(path, settings.embedding_batch_size, backend=settings.embedding_backend,
+                           onnx_path=onnx_path)
     except Exception:  # noqa: BLE001 - a broken tuned model must not stop triage
         log.exception("the tuned encoder at %s could not be loaded: triaging without it", path)
         return None
+    # Each tuning gets its own export (~0.5 GB); the earlier ones would pile up night after night.
+    for old in onnx_path.parent.glob(f"{path.name}-*.onnx"):
+        if old != onnx_path:
+            old.unlink(missing_ok=True)
+    return encoder
 
 
 def labelled_cases(store) -> tuple[list[str], dict[str, list[str]]]:
