@@ -57,6 +57,36 @@ class Labels:
         return cls(types=tax.type_codes, subtypes=[""] + list(tax.subtypes), units=list(units))
 
 
+LabelModels = dict[str, tuple[LogisticRegression, list[int]]]  # label kind → (model, its classes' label indices)
+
+
+def _fit_per_label(X, targets: dict[str, list[str]], labels: Labels, min_cases: int) -> LabelModels:
+    """One logistic regression per label kind ("type", "subtype", "unit") over the rows that carry that label; a
+    kind with fewer rows than min_cases, or a single class, gets none. "" is no unit, but a real subtype label
+    (not ours)."""
+    spaces = {"type": labels.types, "subtype": labels.subtypes, "unit": labels.units}
+    models: LabelModels = {}
+    for key, ys in targets.items():
+        space = spaces[key]
+        rows = [i for i, y in enumerate(ys) if y in space and not (key == "unit" and y == "")]
+        if len(rows) < min_cases or len({ys[i] for i in rows}) < 2:
+            continue
+        model = LogisticRegression(max_iter=3000, C=10.0).fit(X[rows], [ys[i] for i in rows])
+        models[key] = (model, [space.index(c) for c in model.classes_])
+    return models
+
+
+def _predict_per_label(models: LabelModels, X, labels: Labels) -> dict[str, np.ndarray]:
+    """Rows of probabilities over each label kind's whole space (classes a model never saw get EPS)."""
+    sizes = {"type": len(labels.types), "subtype": len(labels.subtypes), "unit": len(labels.units)}
+    out = {}
+    for key, (model, cols) in models.items():
+        p = np.zeros((X.shape[0], sizes[key]))
+        p[:, cols] = model.predict_proba(X)
+        out[key] = _normalise_rows(p)
+    return out
+
+
 class KeywordMember:
     name = "keywords"
 
@@ -188,7 +218,7 @@ class LinearMember:
     def __init__(self, labels: Labels):
         self.labels = labels
         self.vectorizer: TfidfVectorizer | None = None
-        self.models: dict[str, tuple[LogisticRegression, list[int]]] = {}
+        self.models: LabelModels = {}
 
     def _features(self, texts: list[str], vecs: np.ndarray, fit: bool = False):
         texts = [normalise(t) for t in texts]
@@ -204,30 +234,13 @@ class LinearMember:
         """targets: {"type": [...], "subtype": [...], "unit": [...]} aligned with texts; "" unit = unknown."""
         if len(texts) < self.MIN_CASES:
             return self  # too few to learn from (and too few for the n-gram vocabulary: min_df=2 needs 2 texts)
-        X = self._features(texts, vecs, fit=True)
-        spaces = {"type": self.labels.types, "subtype": self.labels.subtypes, "unit": self.labels.units}
-        for key, ys in targets.items():
-            space = spaces[key]
-            rows = [i for i, y in enumerate(ys) if y in space and not (key == "unit" and y == "")]
-            classes = {ys[i] for i in rows}
-            if len(rows) < self.MIN_CASES or len(classes) < 2:
-                continue
-            model = LogisticRegression(max_iter=3000, C=10.0)
-            model.fit(X[rows], [ys[i] for i in rows])
-            self.models[key] = (model, [space.index(c) for c in model.classes_])
+        self.models = _fit_per_label(self._features(texts, vecs, fit=True), targets, self.labels, self.MIN_CASES)
         return self
 
     def predict(self, texts: list[str], vecs: np.ndarray) -> dict[str, np.ndarray]:
         if not self.models:
             return {}
-        X = self._features(texts, vecs)
-        out = {}
-        sizes = {"type": len(self.labels.types), "subtype": len(self.labels.subtypes), "unit": len(self.labels.units)}
-        for key, (model, cols) in self.models.items():
-            p = np.zeros((X.shape[0], sizes[key]))
-            p[:, cols] = model.predict_proba(X)
-            out[key] = _normalise_rows(p)
-        return out
+        return _predict_per_label(self.models, self._features(texts, vecs), self.labels)
 
 
 class RegulationMember:
@@ -273,7 +286,7 @@ class TunedMember:
 
     def __init__(self, labels: Labels, encoder):
         self.labels, self.encoder = labels, encoder
-        self.models: dict[str, tuple[LogisticRegression, list[int]]] = {}
+        self.models: LabelModels = {}
         self._vectors: dict[str, np.ndarray] = {}
 
     def vectors(self, texts: list[str]) -> np.ndarray:
@@ -288,26 +301,11 @@ class TunedMember:
             return self
         X = self.vectors(texts)
         self._vectors = {t: v for t, v in zip(texts, X)}  # cases deleted since are forgotten
-        spaces = {"type": self.labels.types, "subtype": self.labels.subtypes, "unit": self.labels.units}
-        models = {}
-        for key, ys in targets.items():
-            space = spaces[key]
-            rows = [i for i, y in enumerate(ys) if y in space and not (key == "unit" and y == "")]
-            if len(rows) < self.MIN_CASES or len({ys[i] for i in rows}) < 2:
-                continue
-            model = LogisticRegression(max_iter=3000, C=10.0).fit(X[rows], [ys[i] for i in rows])
-            models[key] = (model, [space.index(c) for c in model.classes_])
-        self.models = models
+        self.models = _fit_per_label(X, targets, self.labels, self.MIN_CASES)
         return self
 
     def predict(self, text: str) -> dict[str, np.ndarray]:
         if not self.models:
             return {}
         x = self.encoder.embed_query(complaint_for_embedding(text))
-        sizes = {"type": len(self.labels.types), "subtype": len(self.labels.subtypes), "unit": len(self.labels.units)}
-        out = {}
-        for key, (model, cols) in self.models.items():
-            p = np.zeros(sizes[key])
-            p[cols] = model.predict_proba(x[None, :])[0]
-            out[key] = _normalise_rows(p)
-        return out
+        return {key: p[0] for key, p in _predict_per_label(self.models, x[None, :], self.labels).items()}
