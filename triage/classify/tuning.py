@@ -101,13 +101,14 @@ def fine_tune(texts: list[str], targets: dict[str, list[str]], *, base: Path, ta
     inputs = [prefix + complaint_for_embedding(t) for t in texts]
     steps = epochs * ((len(inputs) + BATCH_SIZE - 1) // BATCH_SIZE)
     generator = torch.Generator().manual_seed(seed)
+    preprocess = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers 6 renamed it
     done = 0
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(inputs), generator=generator)
         for start in range(0, len(inputs), BATCH_SIZE):
             batch = order[start:start + BATCH_SIZE]
-            features = model.tokenize([inputs[i] for i in batch])
+            features = preprocess([inputs[i] for i in batch])
             vectors = torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=-1) * LOGIT_SCALE
             losses = [torch.nn.functional.cross_entropy(h(vectors), g[batch], ignore_index=-100)
                       for h, g in zip(heads, golds) if (g[batch] >= 0).any()]
