@@ -91,10 +91,9 @@ def latency(n: int, tuned_dir: Path | None) -> tuple[float, float, float]:
         import_cases(HAIKOU, store=store, embedder=embedder)
         tuned = None
         if tuned_dir is not None:  # the encoder tuned on the Haikou file by the cold-start run
-            from triage.embeddings import Embedder, onnx_path_for
+            from triage.classify.tuning import open_tuned_encoder
 
-            tuned = Embedder(tuned_dir, backend=settings.embedding_backend,
-                             onnx_path=onnx_path_for(tuned_dir, Settings(model_cache_dir=Path(tmp) / "m")))
+            tuned = open_tuned_encoder(tuned_dir, settings.model_copy(update={"model_cache_dir": Path(tmp) / "m"}))
         triager = Triager(store=store, embedder=embedder, settings=settings, tuned_encoder=tuned)
         engine = make_engine(f"sqlite:///{tmp}/t.db")
         create_all(engine)

@@ -128,17 +128,16 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
             raise ValueError(f"{train}: no usable training cases ({len(report.rejected)} rejected)")
         tuned = None
         if tune:
-            from triage.classify.tuning import MIN_TUNING_CASES, fine_tune, labelled_cases
-            from triage.embeddings import Embedder, ensure_model, onnx_path_for
+            from triage.classify.tuning import MIN_TUNING_CASES, fine_tune, labelled_cases, open_tuned_encoder
+            from triage.embeddings import ensure_model
 
             texts, targets = labelled_cases(store)
             if len(texts) >= MIN_TUNING_CASES:
                 target = Path(keep_tuned) if keep_tuned else Path(tmp) / "tuned-encoder"
                 fine_tune(texts, targets, base=ensure_model(settings), target=target, progress=tune_progress)
                 # Its ONNX export goes to the temporary directory too: eval writes nowhere else.
-                local = Settings(data_dir=Path(tmp), model_cache_dir=Path(tmp) / "models")
-                tuned = Embedder(target, settings.embedding_batch_size, backend=settings.embedding_backend,
-                                 onnx_path=onnx_path_for(target, local))
+                local = settings.model_copy(update={"data_dir": Path(tmp), "model_cache_dir": Path(tmp) / "models"})
+                tuned = open_tuned_encoder(target, local)
         triager = Triager(store=store, embedder=embedder, settings=settings, tuned_encoder=tuned)
         texts = [r["text"] for r in rows]
         t0 = time.perf_counter()

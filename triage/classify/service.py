@@ -134,6 +134,7 @@ class Triager:
         self._tuned_auto = isinstance(tuned_encoder, str) and tuned_encoder == "auto"
         self._tuned_stamp: str | None = None
         self.tuned_encoder = None if self._tuned_auto else tuned_encoder
+        self._tuned_id = self._fingerprint(self.tuned_encoder)  # read once, not on every suggestion
         self.tuned: TunedMember | None = None
         self.unit_names = UnitNames(self.routing.unit_aliases)
         self.named_units = NamedUnitMember(self.unit_names, self.labels.units)
@@ -188,6 +189,7 @@ class Triager:
         stamp = tuned_stamp(self.settings) if self._tuned_auto else None
         if self._tuned_auto and stamp != self._tuned_stamp:
             self.tuned_encoder, self._tuned_stamp = load_tuned_encoder(self.settings), stamp
+            self._tuned_id = self._fingerprint(self.tuned_encoder)
             self.tuned = None  # another encoder: the vectors kept per text no longer apply
         if self.tuned_encoder is None or not texts:
             return None
@@ -255,13 +257,15 @@ class Triager:
 
     @property
     def versions(self) -> dict[str, str]:
-        tuned = f"+tuned-{self._tuned_id()}" if self.tuned is not None and self.tuned.models else ""
+        tuned = f"+tuned-{self._tuned_id}" if self.tuned is not None and self.tuned.models else ""
         return {"model": f"ensemble-1+{self.embedder.model_id}{tuned}", "taxonomy": self.tax.version,
                 "routing": self.routing.version, "knowledge": f"cases={self.n_cases}",
                 "jurisdiction": self.jurisdiction}
 
-    def _tuned_id(self) -> str:
-        folder = getattr(self.tuned_encoder, "path", None)
+    @staticmethod
+    def _fingerprint(encoder) -> str:
+        """The tuning fingerprint of an encoder's model folder ("custom" where it has no manifest)."""
+        folder = getattr(encoder, "path", None)
         return ((read_manifest(folder) if folder is not None else None) or {}).get("fingerprint", "custom")
 
     # ---------------------------------------------------------------- inference

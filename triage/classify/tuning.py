@@ -156,18 +156,26 @@ def tuned_stamp(settings: Settings) -> str | None:
     return f"{m.get('fingerprint')}@{m.get('created')}" if m else None
 
 
-def load_tuned_encoder(settings: Settings):
-    """The office's tuned encoder as an Embedder (ONNX where it reproduces torch), or None if there is none or
-    it cannot be loaded (the ensemble then runs without the tuned member)."""
+def open_tuned_encoder(path: Path, settings: Settings):
+    """A tuned model folder as an Embedder (ONNX where it reproduces torch; the export goes to settings' model
+    cache). Raises where the folder cannot be loaded."""
     from triage.embeddings import Embedder, onnx_path_for
+
+    return Embedder(Path(path), settings.embedding_batch_size, backend=settings.embedding_backend,
+                    onnx_path=onnx_path_for(Path(path), settings))
+
+
+def load_tuned_encoder(settings: Settings):
+    """The office's tuned encoder as an Embedder, or None if there is none or it cannot be loaded (the ensemble
+    then runs without the tuned member)."""
+    from triage.embeddings import onnx_path_for
 
     path = tuned_model_dir(settings)
     if read_manifest(path) is None:
         return None
     onnx_path = onnx_path_for(path, settings)
     try:
-        encoder = Embedder(path, settings.embedding_batch_size, backend=settings.embedding_backend,
-                           onnx_path=onnx_path)
+        encoder = open_tuned_encoder(path, settings)
     except Exception:  # noqa: BLE001 - a broken tuned model must not stop triage
         log.exception("the tuned encoder at %s could not be loaded: triaging without it", path)
         return None
