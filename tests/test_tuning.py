@@ -135,3 +135,28 @@ def test_tune_without_labelled_cases_says_what_to_do(tmp_path, monkeypatch):
     said = " ".join(result.output.split())  # rich wraps long lines
     assert "at least 20 labelled cases" in said and "triage cases import" in said
     assert not tuned_model_dir(Settings(data_dir=tmp_path)).exists()
+
+
+def test_the_tuned_encoder_runs_int8_and_its_exports_are_kept(tmp_path, embedder):
+    """With the ONNX backend the tuned encoder runs its int8 copy, the versions say so, and the cleanup of earlier
+    tunings' exports keeps the current export and its copy."""
+    from triage.embeddings import int8_path_for
+
+    settings = Settings(data_dir=tmp_path, chroma=str(tmp_path / "chroma"), model_cache_dir=tmp_path / "models")
+    store = _store(settings)
+    store_cases(_rows(), store=store, embedder=embedder)
+    texts, targets = labelled_cases(store)
+    report = fine_tune(texts, targets, base=ensure_model(settings), target=tuned_model_dir(settings), epochs=1)
+    export = onnx_path_for(tuned_model_dir(settings), settings)
+    stale = export.with_name("tuned-encoder-0ld0ld0ld0ld-int8.onnx")
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"the int8 copy of an earlier tuning")
+    tuned = load_tuned_encoder(settings)
+    assert tuned.backend == "onnx-int8"
+    assert export.exists() and int8_path_for(export).exists() and not stale.exists()
+    triager = Triager(store=store, embedder=embedder, settings=settings)
+    assert triager.versions["model"].endswith(f"+tuned-{report.fingerprint}-int8")
+    assert triager.suggest("河边排污口流出黑水").pollution_type == "water"
+    exact = Triager(store=store, embedder=embedder, tuned_encoder=load_tuned_encoder(
+        settings.model_copy(update={"tuned_encoder_int8": False})), settings=settings)
+    assert exact.versions["model"].endswith(f"+tuned-{report.fingerprint}")

@@ -228,6 +228,12 @@ ONNX_OPSET = 17
 ONNX_PROBES = ["query: 夜里工地还在施工，噪音太大", "passage: 楼下饭店油烟直排，影响居民休息，请城管核实处理",
                "query: 河道里有工厂暗管偷排废水，河水发黑发臭，已经持续半个月了", "passage: 路灯坏了"]
 ONNX_MIN_COSINE = 0.9999
+# An int8 copy (weights quantised per output channel, activations at run time) runs in about 60% of the time, but
+# moves the vectors (cosine ~0.97-0.99 to torch on the probes). It is only for an encoder whose vectors nothing
+# stores and only a model refit on the same int8 vectors reads: the tuned member (Haikou 5-fold CV, the same five
+# tuned encoders: type 0.946 fp32, 0.945 int8; message-board posts 0.786, 0.791; tuned pass p95 37 -> 22 ms).
+# Per-tensor int8 lost 3 CV orders and is not used. The floor only catches a broken quantisation.
+INT8_MIN_COSINE = 0.95
 
 
 def _is_mean_pooled(st_model) -> bool:
@@ -245,6 +251,21 @@ def onnx_path_for(model_path: Path, settings: Settings) -> Path:
     stamp = "|".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files)
     key = hashlib.sha1(f"{Path(model_path).resolve()}|{stamp}".encode()).hexdigest()[:12]
     return Path(settings.model_cache_dir).expanduser() / "onnx" / f"{Path(model_path).name}-{key}.onnx"
+
+
+def int8_path_for(onnx_path: Path) -> Path:
+    """Where the int8 copy of an export lives: beside it, so that it goes wherever the export goes."""
+    return Path(onnx_path).with_name(Path(onnx_path).stem + "-int8.onnx")
+
+
+def quantize_onnx(source: Path, target: Path) -> Path:
+    """Write the int8 copy of an exported encoder (dynamic quantisation, weights per output channel)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = target.with_name(target.name + ".partial")
+    quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    tmp.replace(target)
+    return target
 
 
 def export_onnx(st_model, target: Path) -> Path:
@@ -302,7 +323,8 @@ class Embedder:
     """Encodes texts with e5's query/passage prefixes; vectors are L2-normalised float32."""
 
     def __init__(self, model_path: Path, batch_size: int = 32, backend: str = "torch",
-                 onnx_path: Path | None = None):
+                 onnx_path: Path | None = None, int8: bool = False):
+        """int8: run the int8 copy of the ONNX export (see INT8_MIN_COSINE for where that is allowed)."""
         import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -323,15 +345,17 @@ class Embedder:
         self.dim = get_dim()
         self._lock = threading.Lock()
         self.onnx: _OnnxEncoder | None = None
+        self.int8 = False  # whether the int8 copy runs (only asked for, and only kept where it checks out)
         if backend == "onnx" and onnx_path is not None:
-            self.onnx = self._onnx_encoder(onnx_path)
-        self.backend = "onnx" if self.onnx is not None else "torch"
+            self.onnx = self._onnx_encoder(onnx_path, int8)
+        self.backend = ("onnx-int8" if self.int8 else "onnx") if self.onnx is not None else "torch"
         if self.onnx is not None:
             # ONNX Runtime holds its own copy of the weights; torch's would only sit in every worker's memory.
             self.model = None
 
-    def _onnx_encoder(self, path: Path) -> _OnnxEncoder | None:
-        """Load the export (made once), or make it; None (torch is used) where it cannot reproduce torch."""
+    def _onnx_encoder(self, path: Path, int8: bool = False) -> _OnnxEncoder | None:
+        """Load the export (made once), or make it; None (torch is used) where it cannot reproduce torch.
+        int8: then its int8 copy, where that stays close to torch (else the exact export)."""
         if not _is_mean_pooled(self.model):
             log.info("embedding model %s is not mean-pooled: staying on torch", self.model_id)
             return None
@@ -345,13 +369,36 @@ class Embedder:
                 reference = self.model.encode(ONNX_PROBES, normalize_embeddings=True, convert_to_numpy=True)
                 cosine = float((enc.encode(ONNX_PROBES) * reference).sum(axis=1).min())
                 if cosine >= ONNX_MIN_COSINE:
-                    return enc
+                    return (self._int8_encoder(path, reference) if int8 else None) or enc
                 log.warning("ONNX export of %s differs from torch (cosine %.5f)", self.model_id, cosine)
             except Exception as exc:  # noqa: BLE001 - a missing exporter or runtime means torch, not failure
                 log.warning("ONNX %s of %s failed (%s: %s)", attempt, self.model_id, type(exc).__name__, exc)
             if attempt == "export":
                 break
         log.warning("embedding with torch (slower) for %s", self.model_id)
+        return None
+
+    def _int8_encoder(self, path: Path, reference: np.ndarray) -> _OnnxEncoder | None:
+        """The int8 copy of the export at ``path`` (made once, beside it; made again where it cannot be loaded), or
+        None where it cannot be made or its vectors stray from torch's (``reference``, of ONNX_PROBES) below
+        INT8_MIN_COSINE."""
+        target = int8_path_for(path)
+        for attempt in ("load", "quantise"):
+            try:
+                if attempt == "quantise" or not target.exists():
+                    log.info("quantising %s to int8 at %s (once)", self.model_id, target)
+                    quantize_onnx(path, target)
+                enc = _OnnxEncoder(target, self.model.tokenizer, int(self.model.max_seq_length or 512))
+                cosine = float((enc.encode(ONNX_PROBES) * reference).sum(axis=1).min())
+            except Exception as exc:  # noqa: BLE001 - the exact export still works
+                log.warning("int8 copy of %s: %s failed (%s: %s)", self.model_id, attempt, type(exc).__name__, exc)
+                continue
+            if cosine >= INT8_MIN_COSINE:
+                self.int8 = True
+                return enc
+            log.warning("int8 copy of %s strays from torch (cosine %.4f)", self.model_id, cosine)
+            break
+        log.warning("using the exact export of %s, not int8", self.model_id)
         return None
 
     def _encode(self, texts: list[str], prompt: str, progress: bool = False) -> np.ndarray:

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # "onnx": the same weights exported once to ONNX and run by ONNX Runtime (about twice as fast on two cores;
     # checked against torch at export, torch is used where the export fails); "torch": sentence-transformers only.
     embedding_backend: Literal["onnx", "torch"] = "onnx"
+    # The office's tuned encoder (`triage tune`) runs as an int8 copy of its ONNX export: faster, and its vectors
+    # feed only the member refit on them. False: the exact export (with the "onnx" backend).
+    tuned_encoder_int8: bool = True
     knowledge_dir: Path = DEFAULT_KNOWLEDGE_DIR
     prompts_dir: Path = RESOURCE_ROOT / "prompts"
     jurisdiction: str = "gz_baiyun_junhe"

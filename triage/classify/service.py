@@ -264,9 +264,11 @@ class Triager:
 
     @staticmethod
     def _fingerprint(encoder) -> str:
-        """The tuning fingerprint of an encoder's model folder ("custom" where it has no manifest)."""
+        """The tuning fingerprint of an encoder's model folder ("custom" where it has no manifest), with "-int8"
+        where its int8 copy runs (its vectors, and so the member's answers, differ slightly from the exact ones)."""
         folder = getattr(encoder, "path", None)
-        return ((read_manifest(folder) if folder is not None else None) or {}).get("fingerprint", "custom")
+        found = ((read_manifest(folder) if folder is not None else None) or {}).get("fingerprint", "custom")
+        return found + ("-int8" if getattr(encoder, "int8", False) else "")
 
     # ---------------------------------------------------------------- inference
     def _pool(self, text: str, qvec: np.ndarray, hits: list[dict], lin: dict[str, np.ndarray],

@@ -158,17 +158,21 @@ def tuned_stamp(settings: Settings) -> str | None:
 
 def open_tuned_encoder(path: Path, settings: Settings):
     """A tuned model folder as an Embedder (ONNX where it reproduces torch; the export goes to settings' model
-    cache). Raises where the folder cannot be loaded."""
+    cache). Raises where the folder cannot be loaded.
+
+    It runs the export's int8 copy: the tuned vectors are read only by the member's regression, refit on the same
+    int8 vectors at every retraining, and the tuned pass is most of what the member adds to a triage's time
+    (INT8_MIN_COSINE in embeddings.py has the figures)."""
     from triage.embeddings import Embedder, onnx_path_for
 
     return Embedder(Path(path), settings.embedding_batch_size, backend=settings.embedding_backend,
-                    onnx_path=onnx_path_for(Path(path), settings))
+                    onnx_path=onnx_path_for(Path(path), settings), int8=settings.tuned_encoder_int8)
 
 
 def load_tuned_encoder(settings: Settings):
     """The office's tuned encoder as an Embedder, or None if there is none or it cannot be loaded (the ensemble
     then runs without the tuned member)."""
-    from triage.embeddings import onnx_path_for
+    from triage.embeddings import int8_path_for, onnx_path_for
 
     path = tuned_model_dir(settings)
     if read_manifest(path) is None:
@@ -181,7 +185,7 @@ def load_tuned_encoder(settings: Settings):
         return None
     # Each tuning gets its own export (~0.5 GB); the earlier ones would pile up night after night.
     for old in onnx_path.parent.glob(f"{path.name}-*.onnx"):
-        if old != onnx_path:
+        if old != onnx_path and old != int8_path_for(onnx_path):
             old.unlink(missing_ok=True)
     return encoder
 
