@@ -122,11 +122,7 @@ def test_history_overrules_the_rule_and_says_so(tmp_path, embedder):
 
 
 @pytest.mark.skipif(not HAIKOU.exists(), reason="../shared/data is absent")
-def test_eval_prints_the_contract_json(tmp_path):
-    from typer.testing import CliRunner
-
-    from triage.cli import app
-
+def _eval_split(tmp_path) -> None:
     with HAIKOU.open(encoding="utf-8") as f:
         rows = list(csv.reader(f))
     header, body = rows[0], rows[1:]
@@ -137,9 +133,17 @@ def test_eval_prints_the_contract_json(tmp_path):
             w = csv.writer(f)
             w.writerow(header)
             w.writerows(body[i] for i in part)
+
+
+def _check_eval(tmp_path, *options: str) -> dict:
+    from typer.testing import CliRunner
+
+    from triage.cli import app
+
+    _eval_split(tmp_path)
     pred = tmp_path / "pred.csv"
     result = CliRunner().invoke(app, ["eval", "--cases", str(tmp_path / "train.csv"), "--test",
-                                      str(tmp_path / "test.csv"), "--json", "--predictions", str(pred)])
+                                      str(tmp_path / "test.csv"), "--json", "--predictions", str(pred), *options])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["n_test"] == 40
@@ -154,6 +158,16 @@ def test_eval_prints_the_contract_json(tmp_path):
     assert len(lines) == 40 and set(lines[0]) == {"row", "pollution_type", "subtype", "unit_type", "confidence",
                                                    "baseline_pollution_type", "baseline_unit_type"}
     assert not (tmp_path / "data").exists()  # eval writes only under a temporary directory and OUT
+    return out
+
+
+def test_eval_prints_the_contract_json(tmp_path):
+    _check_eval(tmp_path, "--no-tune")
+
+
+@pytest.mark.slow  # tunes the encoder on the 160 training cases first (two minutes on two cores)
+def test_eval_tunes_on_train_first_and_writes_nothing_else(tmp_path):
+    _check_eval(tmp_path)
 
 
 def test_new_cases_retrain_the_history_members(tmp_path, embedder):

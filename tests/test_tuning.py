@@ -94,17 +94,28 @@ def test_tuning_pulls_each_kind_together_and_the_triager_uses_it(tmp_path, embed
     assert (s.pollution_type, s.subtype) == ("air", "air.cooking_fumes")
 
 
-def test_a_running_triager_picks_up_a_newer_tuning(tmp_path, embedder):
-    settings = _settings(tmp_path)
+def test_a_running_triager_picks_up_a_newer_tuning_and_runs_its_int8_copy(tmp_path, embedder):
+    """With the ONNX backend (the default) the tuned encoder runs its int8 copy and the versions say so; the cleanup
+    of earlier tunings' exports keeps the current export and its copy."""
+    from triage.embeddings import int8_path_for
+
+    settings = Settings(data_dir=tmp_path, chroma=str(tmp_path / "chroma"), model_cache_dir=tmp_path / "models")
     store = _store(settings)
     store_cases(_rows(), store=store, embedder=embedder)
     triager = Triager(store=store, embedder=embedder, settings=settings)
     assert triager.tuned is None and "tuned" not in triager.versions["model"]
     assert not triager.refresh_if_changed()
     texts, targets = labelled_cases(store)
-    fine_tune(texts, targets, base=ensure_model(settings), target=tuned_model_dir(settings), epochs=1)
+    report = fine_tune(texts, targets, base=ensure_model(settings), target=tuned_model_dir(settings), epochs=1)
+    export = onnx_path_for(tuned_model_dir(settings), settings)
+    stale = export.with_name("tuned-encoder-0ld0ld0ld0ld-int8.onnx")
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"the int8 copy of an earlier tuning")
     assert triager.refresh_if_changed()  # no new case, but a new encoder
-    assert triager.tuned is not None and "+tuned-" in triager.versions["model"]
+    assert triager.tuned is not None and triager.tuned_encoder.backend == "onnx-int8"
+    assert triager.versions["model"].endswith(f"+tuned-{report.fingerprint}-int8")
+    assert export.exists() and int8_path_for(export).exists() and not stale.exists()
+    assert triager.suggest("河边排污口流出黑水").pollution_type == "water"
 
 
 def test_a_broken_tuned_model_leaves_triage_working(tmp_path, embedder):
@@ -136,27 +147,3 @@ def test_tune_without_labelled_cases_says_what_to_do(tmp_path, monkeypatch):
     assert "at least 20 labelled cases" in said and "triage cases import" in said
     assert not tuned_model_dir(Settings(data_dir=tmp_path)).exists()
 
-
-def test_the_tuned_encoder_runs_int8_and_its_exports_are_kept(tmp_path, embedder):
-    """With the ONNX backend the tuned encoder runs its int8 copy, the versions say so, and the cleanup of earlier
-    tunings' exports keeps the current export and its copy."""
-    from triage.embeddings import int8_path_for
-
-    settings = Settings(data_dir=tmp_path, chroma=str(tmp_path / "chroma"), model_cache_dir=tmp_path / "models")
-    store = _store(settings)
-    store_cases(_rows(), store=store, embedder=embedder)
-    texts, targets = labelled_cases(store)
-    report = fine_tune(texts, targets, base=ensure_model(settings), target=tuned_model_dir(settings), epochs=1)
-    export = onnx_path_for(tuned_model_dir(settings), settings)
-    stale = export.with_name("tuned-encoder-0ld0ld0ld0ld-int8.onnx")
-    stale.parent.mkdir(parents=True, exist_ok=True)
-    stale.write_bytes(b"the int8 copy of an earlier tuning")
-    tuned = load_tuned_encoder(settings)
-    assert tuned.backend == "onnx-int8"
-    assert export.exists() and int8_path_for(export).exists() and not stale.exists()
-    triager = Triager(store=store, embedder=embedder, settings=settings)
-    assert triager.versions["model"].endswith(f"+tuned-{report.fingerprint}-int8")
-    assert triager.suggest("河边排污口流出黑水").pollution_type == "water"
-    exact = Triager(store=store, embedder=embedder, tuned_encoder=load_tuned_encoder(
-        settings.model_copy(update={"tuned_encoder_int8": False})), settings=settings)
-    assert exact.versions["model"].endswith(f"+tuned-{report.fingerprint}")
