@@ -264,9 +264,26 @@ def quantize_onnx(source: Path, target: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = target.with_name(target.name + ".partial")
-    quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    root = logging.getLogger()
+    # onnxruntime logs a generic hint to the root logger ("consider pre-processing"); the vectors are checked
+    # against torch after loading, so the hint would only alarm an operator.
+    hint = _DropMessage("Please consider to run pre-processing before quantization")
+    root.addFilter(hint)
+    try:
+        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        root.removeFilter(hint)
     tmp.replace(target)
     return target
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, opening: str):
+        super().__init__()
+        self.opening = opening
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.opening)
 
 
 def export_onnx(st_model, target: Path) -> Path:
