@@ -112,6 +112,7 @@ print("wheel smoke ok")
 """
 
 
+@pytest.mark.slow  # builds and installs the wheel into a fresh venv (about a minute on two cores)
 def test_the_wheel_runs_without_a_checkout(tmp_path):
     """Build the wheel, install it (without dependencies) into an empty environment and run the service from
     a directory that is not the checkout: migrations, the digest, templates and prompts must all come along."""
