@@ -387,7 +387,7 @@ class Embedder:
                 reference = self.model.encode(ONNX_PROBES, normalize_embeddings=True, convert_to_numpy=True)
                 cosine = float((enc.encode(ONNX_PROBES) * reference).sum(axis=1).min())
                 if cosine >= ONNX_MIN_COSINE:
-                    return (self._int8_encoder(path, reference) if int8 else None) or enc
+                    return (self._int8_encoder(path, enc, reference) if int8 else None) or enc
                 log.warning("ONNX export of %s differs from torch (cosine %.5f)", self.model_id, cosine)
             except Exception as exc:  # noqa: BLE001 - a missing exporter or runtime means torch, not failure
                 log.warning("ONNX %s of %s failed (%s: %s)", attempt, self.model_id, type(exc).__name__, exc)
@@ -396,7 +396,7 @@ class Embedder:
         log.warning("embedding with torch (slower) for %s", self.model_id)
         return None
 
-    def _int8_encoder(self, path: Path, reference: np.ndarray) -> _OnnxEncoder | None:
+    def _int8_encoder(self, path: Path, exact: _OnnxEncoder, reference: np.ndarray) -> _OnnxEncoder | None:
         """The int8 copy of the export at ``path`` (made once, beside it; made again where it cannot be loaded), or
         None where it cannot be made or its vectors stray from torch's (``reference``, of ONNX_PROBES) below
         INT8_MIN_COSINE."""
@@ -406,7 +406,7 @@ class Embedder:
                 if attempt == "quantise" or not target.exists():
                     log.info("quantising %s to int8 at %s (once)", self.model_id, target)
                     quantize_onnx(path, target)
-                enc = _OnnxEncoder(target, self.model.tokenizer, int(self.model.max_seq_length or 512))
+                enc = _OnnxEncoder(target, exact.tokenizer, exact.max_length)
                 cosine = float((enc.encode(ONNX_PROBES) * reference).sum(axis=1).min())
             except Exception as exc:  # noqa: BLE001 - the exact export still works
                 log.warning("int8 copy of %s: %s failed (%s: %s)", self.model_id, attempt, type(exc).__name__, exc)
