@@ -114,6 +114,27 @@ def test_the_int8_copy_is_smaller_and_close_to_torch(tmp_path, embedder):
     assert 0.95 <= float(cosines.min()) and float(cosines.max()) < 0.99999  # close, and really quantised
 
 
+def test_a_broken_int8_copy_is_made_again_and_a_stray_one_is_not_used(tmp_path, embedder, monkeypatch, caplog):
+    import shutil
+
+    import triage.embeddings as emb
+    from triage.settings import get_settings
+
+    exact_path = tmp_path / "model.onnx"
+    shutil.copyfile(emb.onnx_path_for(embedder.path, get_settings()), exact_path)
+    copy = emb.int8_path_for(exact_path)
+    copy.write_bytes(b"half of an int8 copy")  # a crash while it was written, a full disk...
+    fixed = emb.Embedder(embedder.path, backend="onnx", onnx_path=exact_path, int8=True)
+    assert fixed.backend == "onnx-int8" and copy.stat().st_size > 1_000_000  # quantised anew over the broken file
+    assert "load failed" in caplog.text
+    # A copy whose vectors stray too far from torch's is not used: the exact export runs, and says so.
+    monkeypatch.setattr(emb, "INT8_MIN_COSINE", 0.99999)
+    strict = emb.Embedder(embedder.path, backend="onnx", onnx_path=exact_path, int8=True)
+    assert strict.backend == "onnx" and not strict.int8 and "strays from torch" in caplog.text
+    v = "夜里工地还在施工，噪音太大"
+    assert abs(float(strict.embed_query(v) @ embedder.embed_query(v)) - 1.0) < 1e-5
+
+
 def test_when_the_export_fails_torch_embeds(tmp_path, embedder, monkeypatch, caplog):
     import triage.embeddings as emb
 
