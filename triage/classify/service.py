@@ -68,8 +68,8 @@ NAMED_WEIGHT = 2.0
 TOPIC_RULE_WEIGHT = 1.0
 # The tuned member (the encoder fine-tuned on this office's cases, `tuning.py`) knows the office's own style best
 # and other styles least: it counts with trust squared, so a letter unlike the history hardly hears it. Haikou
-# 5-fold CV with precomputed fold encoders, at weight 1: type 0.931 -> 0.942 (trust: 0.944, unscaled: 0.942); message-board
-# posts 0.800 -> 0.805 (trust: 0.786, unscaled: 0.750).
+# 5-fold CV with precomputed fold encoders, at weight 1: type 0.931 -> 0.942 (trust: 0.944, unscaled: 0.942);
+# message-board posts 0.800 -> 0.805 (trust: 0.786, unscaled: 0.750).
 TUNED_TRUST_POWER = 2
 
 
