@@ -95,15 +95,23 @@ def test_a_broken_onnx_export_is_made_again_and_torch_is_the_last_resort(tmp_pat
     assert abs(float(v @ again.embed_query("夜间施工噪音")) - 1.0) < 1e-4
 
 
-def test_the_int8_copy_is_smaller_and_close_to_torch(tmp_path, embedder):
-    """int8 (for the tuned encoder only): a quarter of the size, vectors near torch's but not equal to them."""
+@pytest.fixture
+def exact_path(tmp_path, embedder) -> Path:
+    """A copy of the session's export, so an int8 copy made beside it goes to tmp_path, not the model cache."""
     import shutil
 
-    from triage.embeddings import Embedder, int8_path_for, onnx_path_for
+    from triage.embeddings import onnx_path_for
     from triage.settings import get_settings
 
-    exact_path = tmp_path / "model.onnx"  # a copy of the session's export: the copy goes beside it, not the cache
-    shutil.copyfile(onnx_path_for(embedder.path, get_settings()), exact_path)
+    path = tmp_path / "model.onnx"
+    shutil.copyfile(onnx_path_for(embedder.path, get_settings()), path)
+    return path
+
+
+def test_the_int8_copy_is_smaller_and_close_to_torch(exact_path, embedder):
+    """int8 (for the tuned encoder only): a quarter of the size, vectors near torch's but not equal to them."""
+    from triage.embeddings import Embedder, int8_path_for
+
     exact = embedder
     fast = Embedder(embedder.path, backend="onnx", onnx_path=exact_path, int8=True)
     copy = int8_path_for(exact_path)
@@ -114,14 +122,9 @@ def test_the_int8_copy_is_smaller_and_close_to_torch(tmp_path, embedder):
     assert 0.95 <= float(cosines.min()) and float(cosines.max()) < 0.99999  # close, and really quantised
 
 
-def test_a_broken_int8_copy_is_made_again_and_a_stray_one_is_not_used(tmp_path, embedder, monkeypatch, caplog):
-    import shutil
-
+def test_a_broken_int8_copy_is_made_again_and_a_stray_one_is_not_used(exact_path, embedder, monkeypatch, caplog):
     import triage.embeddings as emb
-    from triage.settings import get_settings
 
-    exact_path = tmp_path / "model.onnx"
-    shutil.copyfile(emb.onnx_path_for(embedder.path, get_settings()), exact_path)
     copy = emb.int8_path_for(exact_path)
     copy.write_bytes(b"half of an int8 copy")  # a crash while it was written, a full disk...
     fixed = emb.Embedder(embedder.path, backend="onnx", onnx_path=exact_path, int8=True)

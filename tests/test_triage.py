@@ -121,7 +121,6 @@ def test_history_overrules_the_rule_and_says_so(tmp_path, embedder):
     assert s.unit_name == "广州市生态环境局白云区分局"
 
 
-@pytest.mark.skipif(not HAIKOU.exists(), reason="../shared/data is absent")
 def _eval_split(tmp_path) -> None:
     with HAIKOU.open(encoding="utf-8") as f:
         rows = list(csv.reader(f))
@@ -161,10 +160,12 @@ def _check_eval(tmp_path, *options: str) -> dict:
     return out
 
 
+@pytest.mark.skipif(not HAIKOU.exists(), reason="../shared/data is absent")
 def test_eval_prints_the_contract_json(tmp_path):
     _check_eval(tmp_path, "--no-tune")
 
 
+@pytest.mark.skipif(not HAIKOU.exists(), reason="../shared/data is absent")
 @pytest.mark.slow  # tunes the encoder on the 160 training cases first (two minutes on two cores)
 def test_eval_tunes_on_train_first_and_writes_nothing_else(tmp_path):
     _check_eval(tmp_path)

@@ -116,6 +116,9 @@ def test_a_running_triager_picks_up_a_newer_tuning_and_runs_its_int8_copy(tmp_pa
     assert triager.versions["model"].endswith(f"+tuned-{report.fingerprint}-int8")
     assert export.exists() and int8_path_for(export).exists() and not stale.exists()
     assert triager.suggest("河边排污口流出黑水").pollution_type == "water"
+    exact = Triager(store=store, embedder=embedder, settings=settings, tuned_encoder=load_tuned_encoder(
+        settings.model_copy(update={"tuned_encoder_int8": False})))
+    assert exact.tuned_encoder.backend == "onnx" and exact.versions["model"].endswith(f"+tuned-{report.fingerprint}")
 
 
 def test_a_broken_tuned_model_leaves_triage_working(tmp_path, embedder):
