@@ -370,6 +370,8 @@ def test_history_without_a_kind_does_not_vote_it_down(tmp_path, embedder, monkey
     store_cases(rows, store=store, embedder=embedder)
     letter = ("我们小区楼下去年新建了一座变电站，离住户只有十几米，大家担心长期的电磁辐射影响老人孩子健康，"
               "晚上还能听到嗡嗡的声音。恳请有关部门来检测辐射是否超标。")
+    # The history gets its full say (the letter counts as close to it), so that only abstention protects radiation.
+    monkeypatch.setattr(service, "TRUST_NONE", 0.80)
     triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
     assert triager.n_cases == 40 and triager.scarce_types[triager.labels.types.index("radiation")]
     assert triager.suggest(letter).pollution_type == "radiation"
