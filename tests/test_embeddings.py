@@ -82,6 +82,7 @@ def test_onnx_runtime_gives_the_torch_model_vectors(embedder):
         assert float((ours * torch_vecs).sum(axis=1).min()) >= 0.9999, prompt
 
 
+@pytest.mark.slow  # exports the model again (22 s on a slow two-core machine)
 def test_a_broken_onnx_export_is_made_again_and_torch_is_the_last_resort(tmp_path, embedder):
     from triage.embeddings import Embedder
 
@@ -108,6 +109,7 @@ def exact_path(tmp_path, embedder) -> Path:
     return path
 
 
+@pytest.mark.slow  # quantises the export (24 s on a slow two-core machine)
 def test_the_int8_copy_is_smaller_and_close_to_torch(exact_path, embedder):
     """int8 (for the tuned encoder only): a quarter of the size, vectors near torch's but not equal to them."""
     from triage.embeddings import Embedder, int8_path_for
@@ -122,6 +124,7 @@ def test_the_int8_copy_is_smaller_and_close_to_torch(exact_path, embedder):
     assert 0.95 <= float(cosines.min()) and float(cosines.max()) < 0.99999  # close, and really quantised
 
 
+@pytest.mark.slow  # quantises the export twice (31 s on a slow two-core machine)
 def test_a_broken_int8_copy_is_made_again_and_a_stray_one_is_not_used(exact_path, embedder, monkeypatch, caplog):
     import triage.embeddings as emb
 

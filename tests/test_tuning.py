@@ -64,6 +64,7 @@ def _separation(vectors: np.ndarray, labels: list[str]) -> float:
     return float(sims[same & off_diagonal].mean() - sims[~same].mean())
 
 
+@pytest.mark.slow  # fine-tunes an encoder (45 s on a slow two-core machine)
 def test_tuning_pulls_each_kind_together_and_the_triager_uses_it(tmp_path, embedder):
     settings = _settings(tmp_path)
     store = _store(settings)
@@ -94,6 +95,7 @@ def test_tuning_pulls_each_kind_together_and_the_triager_uses_it(tmp_path, embed
     assert (s.pollution_type, s.subtype) == ("air", "air.cooking_fumes")
 
 
+@pytest.mark.slow  # fine-tunes an encoder and quantises its export (60 s on a slow two-core machine)
 def test_a_running_triager_picks_up_a_newer_tuning_and_runs_its_int8_copy(tmp_path, embedder):
     """With the ONNX backend (the default) the tuned encoder runs its int8 copy and the versions say so; the cleanup
     of earlier tunings' exports keeps the current export and its copy."""
