@@ -246,3 +246,35 @@ def test_startup_loads_the_duplicate_dictionary(settings, triager, monkeypatch):
         while not jieba.dt.initialized and time.monotonic() < deadline:
             time.sleep(0.05)
         assert jieba.dt.initialized
+
+
+_WRITER = """
+import sys
+import numpy as np
+from triage.kb.store import CASES, KnowledgeStore, make_client
+from triage.settings import Settings
+
+store = KnowledgeStore(make_client(Settings(chroma=sys.argv[1])))
+vecs = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+store.upsert(CASES, [f"c{i}" for i in range(50)], vecs, [f"案件{i}" for i in range(50)],
+             [{"pollution_type": "noise"}] * 50)
+"""
+
+
+def test_cases_written_by_another_process_are_found_by_a_running_server(tmp_path, caplog):
+    """The first day: the server is running on the embedded store and `triage cases import` writes to the same folder
+    from another process. The server's Chroma then holds a stale picture of the index ("Error creating hnsw segment
+    reader: Nothing found on disk") and, before the store reopened itself, every triage failed until a restart."""
+    import numpy as np
+
+    from triage.kb.store import CASES, KnowledgeStore, make_client
+
+    path = str(tmp_path / "chroma")
+    store = KnowledgeStore(make_client(Settings(chroma=path)))
+    probe = np.ones(8, dtype=np.float32)
+    assert store.query(CASES, probe, k=3) == []  # the server has opened the (empty) collection
+    subprocess.run([sys.executable, "-c", _WRITER, path], cwd=ROOT, check=True, timeout=120)
+    hits = store.query(CASES, probe, k=3)
+    assert len(hits) == 3 and all(h.metadata["pollution_type"] == "noise" for h in hits)
+    assert store.count(CASES) == 50
+    assert "reopened the embedded Chroma store" in caplog.text

@@ -58,10 +58,13 @@ async def _retry_loop(app: FastAPI, interval: float | None) -> None:
         await asyncio.sleep(interval)
 
 
-def create_app(settings: Settings | None = None, *, retry_interval: float | None = 300.0,
+def create_app(settings: Settings | None = None, *, retry_interval: float | None = 30.0,
                retry_on_startup: bool = True) -> FastAPI:
-    """The web app and API. ``retry_interval``: seconds between background retries of complaints still
-    ``received`` (None/0: only once at startup; ``retry_on_startup=False``: never)."""
+    """The web app and API. ``retry_interval``: seconds between rounds of the background loop (None/0: only once
+    at startup; ``retry_on_startup=False``: never). Each round retrains on cases another process imported, loads a
+    newer tuned encoder, and retries complaints still ``received`` (each after its own back-off,
+    `retry_backoff`): a short round costs one count of the cases, and `triage cases import` beside a running
+    server shows in its suggestions within half a minute."""
     settings = settings or get_settings()
     engine = get_engine(settings)
     # Schema: SQLite is migrated here (embedded setup); PostgreSQL only checked — `triage db upgrade` migrates it

@@ -6,8 +6,10 @@ would make it fetch its default ONNX model, which fails offline.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
@@ -19,6 +21,9 @@ CASES = "cases"
 COLLECTIONS = (REGULATIONS, CASES)
 # Chroma caps one write; stay well under it.
 WRITE_BATCH = 1000
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class KnowledgeStoreError(RuntimeError):
@@ -57,6 +62,7 @@ class KnowledgeStore:
         self.client = client
         self.prefix = prefix  # lets `triage eval` work in isolated collections on the same client
         self._collections: dict[str, Any] = {}
+        self._reopen_lock = threading.Lock()
 
     def collection(self, name: str):
         if name not in COLLECTIONS:
@@ -69,37 +75,71 @@ class KnowledgeStore:
             )
         return self._collections[name]
 
+    def _reopen(self, failed_client) -> bool:
+        """Open the embedded store afresh; False for a Chroma server (nothing to reopen).
+
+        An embedded Chroma caches where each collection's index lies on disk. Another process writing to the same
+        folder (`triage cases import` beside a running server, the usual first day) leaves that cache stale, and
+        every query then fails ("Error creating hnsw segment reader") until the process restarts. A client opened
+        afresh reads the folder as it is now."""
+        import chromadb
+
+        with self._reopen_lock:
+            if self.client is not failed_client:
+                return True  # another thread has reopened it meanwhile
+            get_settings = getattr(failed_client, "get_settings", None)
+            settings = get_settings() if get_settings is not None else None
+            if settings is None or not settings.is_persistent or not settings.persist_directory:
+                return False
+            failed_client.close()  # releases Chroma's shared state for this folder, so the next client rebuilds it
+            self._collections = {}
+            self.client = chromadb.PersistentClient(path=settings.persist_directory, settings=settings)
+            log.warning("reopened the embedded Chroma store at %s", settings.persist_directory)
+            return True
+
+    def _call(self, op: Callable[[], T]) -> T:
+        """Run a Chroma operation; where the embedded store fails, reopen it and try once more."""
+        from chromadb.errors import InternalError
+
+        client = self.client
+        try:
+            return op()
+        except InternalError as exc:
+            log.warning("Chroma failed: %s", exc)
+            if not self._reopen(client):
+                raise
+            return op()
+
     def count(self, name: str) -> int:
-        return self.collection(name).count()
+        return self._call(lambda: self.collection(name).count())
 
     def existing_ids(self, name: str, ids: list[str]) -> set[str]:
         found: set[str] = set()
-        col = self.collection(name)
         for i in range(0, len(ids), WRITE_BATCH):
-            found.update(col.get(ids=ids[i : i + WRITE_BATCH], include=[])["ids"])
+            batch = ids[i : i + WRITE_BATCH]
+            found.update(self._call(lambda: self.collection(name).get(ids=batch, include=[]))["ids"])
         return found
 
     def upsert(self, name: str, ids: list[str], vectors: np.ndarray, documents: list[str],
                metadatas: list[dict[str, Any]]) -> None:
-        col = self.collection(name)
         for i in range(0, len(ids), WRITE_BATCH):
             sl = slice(i, i + WRITE_BATCH)
-            col.upsert(
+            self._call(lambda: self.collection(name).upsert(
                 ids=ids[sl],
                 embeddings=np.asarray(vectors[sl], dtype=np.float32),
                 documents=documents[sl],
                 metadatas=[_clean_metadata(m) for m in metadatas[sl]],
-            )
+            ))
 
     def query(self, name: str, vector: np.ndarray, k: int = 5,
               where: dict[str, Any] | None = None) -> list[Hit]:
         # Chroma 1.x answers fewer than k (or none) itself: no count() round trip on the hot path.
-        res = self.collection(name).query(
+        res = self._call(lambda: self.collection(name).query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
             n_results=k,
             where=where,
             include=["documents", "metadatas", "distances"],
-        )
+        ))
         hits = []
         for id_, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0],
                                         res["distances"][0]):
@@ -108,7 +148,7 @@ class KnowledgeStore:
 
     def get_all(self, name: str, include_embeddings: bool = False) -> dict[str, Any]:
         include = ["documents", "metadatas"] + (["embeddings"] if include_embeddings else [])
-        return self.collection(name).get(include=include)
+        return self._call(lambda: self.collection(name).get(include=include))
 
     def delete_collections(self) -> None:
         for name in COLLECTIONS:
