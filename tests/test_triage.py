@@ -199,7 +199,7 @@ def test_the_unit_a_complaint_asks_for_overrules_similar_cases(tmp_path, embedde
     assert city.similar_cases[0].unit_type == police.similar_cases[0].unit_type == "urban_management"
     assert (city.unit_type, police.unit_type) == ("urban_management", "public_security")
     assert police.unit_decided_by.startswith("来电要求「市公安局」处理"), police.unit_decided_by
-    assert "3 件中 3 件" in police.unit_decided_by
+    assert "3 件中 3 件由广州市公安局白云区分局均禾派出所办理" in police.unit_decided_by, police.unit_decided_by
     # A unit only mentioned, not asked for, is reported as such.
     asked = triager.suggest("市民来电咨询：派出所电话的问题")  # no order in the history only mentions a unit
     assert (asked.unit_type, asked.unit_decided_by) == ("public_security", "来电提及「派出所」")

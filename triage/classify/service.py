@@ -378,14 +378,16 @@ class Triager:
             unit = units[int(p.argmax())]
         if p_named is not None and int(p_named.argmax()) == units.index(unit):
             went, total = self.named_units.history(named, unit, ptype, subtype)
+            # Name the unit that handled them: the one named is often another (请区政府… went to 生态环境分局).
+            handler = self.routing.unit_name(unit, self.jurisdiction)
             if named.requested:
                 why = f"来电要求「{named.words}」处理"
                 if total:
-                    why += f"（本辖区此类点名 {total} 件中 {went} 件由该单位办理）"
+                    why += f"（本辖区此类点名 {total} 件中 {went} 件由{handler}办理）"
             else:  # only mentioned ("住建局电话的问题"): say so, it is the weaker hint
                 why = f"来电提及「{named.words}」"
                 if total:
-                    why += f"（本辖区提及该单位的 {total} 件中 {went} 件由其办理）"
+                    why += f"（本辖区提及它的 {total} 件中 {went} 件由{handler}办理）"
             return unit, p, why, support
         agreeing = sum(1 for h in hits if h.get("unit_type") == unit)
         same_kind = kind.get(unit, 0)
