@@ -245,6 +245,9 @@ def test_cli_first_use_ingests_the_digest_then_ingest_is_idempotent(monkeypatch,
     assert "法规入库结果" in res.stdout and store.count(REGULATIONS) == n + 2
     res = runner.invoke(app, ["ingest", str(law)])
     assert res.exit_code == 0 and store.count(REGULATIONS) == n + 2
+    (tmp_path / "空目录").mkdir()
+    res = runner.invoke(app, ["ingest", str(tmp_path / "空目录")])
+    assert res.exit_code == 1 and "没有法规文件" in res.output and "Traceback" not in res.output
 
 
 LOCAL_DIR = LAWS / "local"

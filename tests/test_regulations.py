@@ -419,6 +419,26 @@ def test_ingest_missing_path_raises(kb_store, tmp_path):
         ingest_paths([tmp_path / "nope"], store=kb_store, embedder=FakeEmbedder(), progress=False)
 
 
+def test_a_folder_reached_through_dot_dot_is_read_and_hidden_folders_below_it_are_not(tmp_path, monkeypatch):
+    """The README's `triage kb ingest ../shared/data/laws`: the ".." once counted as a hidden folder, so the command
+    read no file at all and reported zeros."""
+    laws = tmp_path / "shared" / "laws"
+    (laws / "national").mkdir(parents=True)
+    (laws / ".git").mkdir()
+    (laws / "national" / "测试法.md").write_text("# 测试法\n\n第一条 为了测试。\n", encoding="utf-8")
+    (laws / ".git" / "旧稿.md").write_text("# 旧稿\n\n第一条 不读。\n", encoding="utf-8")
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    assert [f.name for f in reg.collect_files([Path("../shared/laws")])] == ["测试法.md"]
+
+
+def test_a_folder_without_law_files_is_an_error_not_an_empty_report(kb_store, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.docx").write_bytes(b"")
+    with pytest.raises(reg.NoLawFilesError, match="no law file"):
+        ingest_paths([tmp_path / "empty"], store=kb_store, embedder=FakeEmbedder(), progress=False)
+
+
 def test_ingest_default_knowledge_and_ensure(kb_store, tmp_path):
     from triage.settings import Settings
 

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from triage.kb.regulations import (
     IngestReport,
+    NoLawFilesError,
     RegulationParseError,
     ensure_default_knowledge,
     ingest_paths,
@@ -98,6 +99,9 @@ def ingest_command(
         report = ingest_paths(paths, store=store, embedder=embedder, progress=True)
     except FileNotFoundError as exc:
         _err().print(f"[red]路径不存在：{exc}[/red]")
+        raise typer.Exit(1) from None
+    except NoLawFilesError as exc:
+        _err().print(f"[red]目录中没有法规文件（.md/.markdown/.txt） / {exc}[/red]")
         raise typer.Exit(1) from None
     except RegulationParseError as exc:
         _err().print(f"[red]无法解析法规文件：{exc}[/red]")

@@ -668,16 +668,25 @@ def digest_chunks(entries: list[DigestEntry], *, file_key: str) -> list[Chunk]:
 # ---------------------------------------------------------------------------------------------------------------
 # Files → chunks
 # ---------------------------------------------------------------------------------------------------------------
+class NoLawFilesError(RegulationParseError):
+    """A folder given to ingest holds no law file."""
+
+
 def collect_files(paths: Iterable[Path | str]) -> list[Path]:
-    """Expand folders (recursively, ``*.md``/``*.txt``, README.md excluded) and check that every path exists."""
+    """Expand folders (recursively, ``*.md``/``*.txt``, README.md and hidden folders excluded) and check that every
+    path exists and every folder holds at least one law file (NoLawFilesError otherwise)."""
     files: list[Path] = []
     for p in paths:
         p = Path(p)
         if not p.exists():
             raise FileNotFoundError(str(p))
         if p.is_dir():
+            # Hidden is judged below the folder given: "../shared/data/laws" itself starts with a dot.
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in LAW_SUFFIXES
-                           and f.name.lower() != "readme.md" and not any(x.startswith(".") for x in f.parts))
+                           and f.name.lower() != "readme.md"
+                           and not any(x.startswith(".") for x in f.relative_to(p).parts))
+            if not found:
+                raise NoLawFilesError(f"{p}: no law file ({'/'.join(LAW_SUFFIXES)}) in this folder")
             files.extend(found)
         else:
             files.append(p)
@@ -838,10 +847,11 @@ def default_knowledge_dir(settings) -> Path:
 def ingest_default_knowledge(settings, store: KnowledgeStore, embedder, *, progress: bool = False) -> IngestReport:
     """Ingest the project's own digest (knowledge/regulations/): the KB a fresh machine starts with."""
     folder = default_knowledge_dir(settings)
-    if not folder.is_dir():
+    try:
+        return ingest_paths([folder], store=store, embedder=embedder, progress=progress)
+    except (FileNotFoundError, NoLawFilesError):
         log.warning("no regulation digest at %s", folder)
         return IngestReport()
-    return ingest_paths([folder], store=store, embedder=embedder, progress=progress)
 
 
 def ensure_default_knowledge(settings, store: KnowledgeStore, embedder, *, progress: bool = False
