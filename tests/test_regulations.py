@@ -432,6 +432,23 @@ def test_a_folder_reached_through_dot_dot_is_read_and_hidden_folders_below_it_ar
     assert [f.name for f in reg.collect_files([Path("../shared/laws")])] == ["测试法.md"]
 
 
+def test_the_level_comes_from_the_folders_below_the_one_given_not_from_its_ancestors(tmp_path):
+    """Laws kept under /usr/local (or any folder named local or repealed above them) were all taken for local
+    regulations, which a jurisdiction cites only where their title names its region: national laws went uncited."""
+    root = tmp_path / "usr" / "local" / "share" / "laws"
+    for folder, name in (("national", "国家测试法"), ("local", "广东省测试条例"), ("repealed", "旧测试法")):
+        (root / folder).mkdir(parents=True)
+        (root / folder / f"{name}.md").write_text(f"# {name}\n\n第一条 为了测试。\n", encoding="utf-8")
+    (root / "未分类.md").write_text("# 未分类测试法\n\n第一条 为了测试。\n", encoding="utf-8")
+    levels = {f.stem: level for f, level in reg.collect_law_files([root])}
+    assert levels == {"国家测试法": "national", "广东省测试条例": "local", "旧测试法": "repealed",
+                      "未分类": "national"}
+    # The folder given may itself be the level's folder, and a single file takes its level from its own folder.
+    assert {level for _, level in reg.collect_law_files([root / "local"])} == {"local"}
+    assert reg.collect_law_files([root / "未分类.md"])[0][1] == "national"
+    assert {p.law: p.chunks[0].metadata["level"] for p in reg.parse_paths([root])}["国家测试法"] == "national"
+
+
 def test_a_folder_without_law_files_is_an_error_not_an_empty_report(kb_store, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.docx").write_bytes(b"")

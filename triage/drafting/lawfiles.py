@@ -19,7 +19,7 @@ from pathlib import Path
 from triage.drafting.dates import as_date, window_contains
 from triage.kb.regulations import (
     article_label,
-    collect_files,
+    collect_law_files,
     is_digest_text,
     law_dates,
     law_key,
@@ -61,10 +61,10 @@ def parse_law_path(path: Path) -> list[ArticleRecord]:
     """
     records: list[ArticleRecord] = []
     seen: set[tuple[str, int]] = set()
-    for f in collect_files([path]):
+    for f, level in collect_law_files([path]):
         if is_digest_text(f.read_text(encoding="utf-8-sig", errors="replace")[:400]):
             continue
-        doc = parse_law_file(f)
+        doc = parse_law_file(f, level=level)
         window = law_dates(doc.law)
         effective = window.effective if window else doc.effective
         repealed = window.repealed if window else doc.repealed

@@ -391,13 +391,18 @@ def _folder_info(folder: str) -> dict[str, Any]:
     return info if info.get("title") else {}
 
 
+LEVEL_FOLDERS = ("repealed", "local", "national")
+
+
+def _level_of_folders(names: Iterable[str]) -> str | None:
+    """The level the nearest level-named folder gives (names nearest the file first), else None."""
+    return next((n.lower() for n in names if n.lower() in LEVEL_FOLDERS), None)
+
+
 def _level_from_path(path: Path) -> str:
-    parts = {p.lower() for p in path.parts[:-1]}
-    if "repealed" in parts:
-        return "repealed"
-    if "local" in parts:
-        return "local"
-    return "national"
+    """A file's level from the two folders above it (laws/local/x.md, laws/repealed/某法/第一编.md). Farther
+    ancestors say nothing about the law: /usr/local/share/laws/national/x.md is national."""
+    return _level_of_folders(reversed(Path(path).parts[-3:-1])) or "national"
 
 
 def _read_text(path: Path) -> str:
@@ -672,32 +677,41 @@ class NoLawFilesError(RegulationParseError):
     """A folder given to ingest holds no law file."""
 
 
-def collect_files(paths: Iterable[Path | str]) -> list[Path]:
-    """Expand folders (recursively, ``*.md``/``*.txt``, README.md and hidden folders excluded) and check that every
-    path exists and every folder holds at least one law file (NoLawFilesError otherwise)."""
-    files: list[Path] = []
+def collect_law_files(paths: Iterable[Path | str]) -> list[tuple[Path, str]]:
+    """Expand folders (recursively, ``*.md``/``*.txt``, README.md and hidden folders excluded) into (file, level) and
+    check that every path exists and every folder holds at least one law file (NoLawFilesError otherwise).
+
+    Hidden folders and the level (national / local / repealed) are judged from the folder given down, never from
+    above it: "../shared/data/laws" starts with a dot, and /usr/local holds national laws too."""
+    files: list[tuple[Path, str]] = []
     for p in paths:
         p = Path(p)
         if not p.exists():
             raise FileNotFoundError(str(p))
         if p.is_dir():
-            # Hidden is judged below the folder given: "../shared/data/laws" itself starts with a dot.
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in LAW_SUFFIXES
                            and f.name.lower() != "readme.md"
                            and not any(x.startswith(".") for x in f.relative_to(p).parts))
             if not found:
                 raise NoLawFilesError(f"{p}: no law file ({'/'.join(LAW_SUFFIXES)}) in this folder")
-            files.extend(found)
+            for f in found:
+                below = (p.resolve().name, *f.relative_to(p).parts[:-1])  # the folder given, then those under it
+                files.append((f, _level_of_folders(reversed(below)) or "national"))
         else:
-            files.append(p)
-    unique: list[Path] = []
+            files.append((p, _level_from_path(p)))
+    unique: list[tuple[Path, str]] = []
     seen: set[Path] = set()
-    for f in files:
+    for f, level in files:
         r = f.resolve()
         if r not in seen:
             seen.add(r)
-            unique.append(f)
+            unique.append((f, level))
     return unique
+
+
+def collect_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The law files under ``paths`` (see collect_law_files)."""
+    return [f for f, _ in collect_law_files(paths)]
 
 
 @dataclass
@@ -710,8 +724,9 @@ class ParsedFile:
     doc_key: str
 
 
-def parse_files(files: list[Path]) -> list[ParsedFile]:
-    """Parse every file; statutes first get the repeal dates stated by any text in the same batch."""
+def parse_files(files: list[Path], levels: dict[Path, str] | None = None) -> list[ParsedFile]:
+    """Parse every file; statutes first get the repeal dates stated by any text in the same batch. levels: the
+    level of each file as collect_law_files judged it (default: from the folders just above the file)."""
     statutes: list[LawDocument] = []
     out: list[ParsedFile] = []
     for f in files:
@@ -721,7 +736,7 @@ def parse_files(files: list[Path]) -> list[ParsedFile]:
             chunks = digest_chunks(entries, file_key=f.stem)
             out.append(ParsedFile(f, DIGEST, chunks, len(entries), "（摘要）" + f.stem, f"digest:{f.stem}"))
         else:
-            statutes.append(parse_law_file(f))
+            statutes.append(parse_law_file(f, level=(levels or {}).get(f)))
     repeals: dict[str, date] = {}
     for doc in statutes:
         repeals.update(doc.repeals)
@@ -734,7 +749,8 @@ def parse_files(files: list[Path]) -> list[ParsedFile]:
 
 
 def parse_paths(paths: Iterable[Path | str]) -> list[ParsedFile]:
-    return parse_files(collect_files(paths))
+    found = collect_law_files(paths)
+    return parse_files([f for f, _ in found], dict(found))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -770,8 +786,9 @@ def ingest_paths(paths: Iterable[Path | str], *, store: KnowledgeStore, embedder
     an unreadable file.
     """
     started = time.perf_counter()
-    files = collect_files(paths)
-    parsed = parse_files(files)
+    found = collect_law_files(paths)
+    files = [f for f, _ in found]
+    parsed = parse_files(files, dict(found))
     report = IngestReport(files=len(files))
     model_id = str(getattr(embedder, "model_id", ""))
     todo: list[Chunk] = []
