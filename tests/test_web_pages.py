@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from conftest import bj
@@ -371,7 +372,11 @@ def test_knowledge_search_page(app, client):
     assert "未知的知识库集合" in client.get("/knowledge", params={"q": "噪声", "collection": "x"}).text
 
 
-def test_import_reports_rejected_rows_and_is_idempotent(app, client):
+def test_import_reports_rejected_rows_and_is_idempotent(app, client, monkeypatch):
+    import triage.classify.service as classify_service
+
+    refreshes: list[int] = []
+    monkeypatch.setattr(classify_service, "_triager", SimpleNamespace(schedule_refresh=lambda: refreshes.append(1)))
     page = client.get("/import")
     assert 'enctype="multipart/form-data"' in page.text and "一次最多 1000 条" in page.text
     r = client.post("/import", files={"file": ("export.csv", BAD_ROWS_CSV.encode("gb18030"), "text/csv")})
@@ -382,8 +387,10 @@ def test_import_reports_rejected_rows_and_is_idempotent(app, client):
     assert [int(n) for n, _ in rows] == [3, 5, 6, 7]
     assert "text 为空" in rows[0][1] and "未知的 pollution_type" in rows[1][1] and "与第4行重复" in rows[2][1]
     assert set(app.state.test_store.rows["cases"]) >= {"W-1", "W-3"}
+    assert refreshes == [1]  # the running triager retrains on the new cases
     again = client.post("/import", files={"file": ("export.csv", BAD_ROWS_CSV.encode("utf-8"), "text/csv")}).text
     assert 'data-kpi="imported">0<' in again and 'data-kpi="already_present">2<' in again
+    assert refreshes == [1]  # nothing new: no retraining
 
 
 def test_import_refusals_are_clear(app, client, monkeypatch):

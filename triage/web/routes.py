@@ -787,7 +787,15 @@ def _run_import(app, path: Path) -> Any:
         if n > MAX_SYNC_ROWS:
             raise TooManyRows(n)
 
-    return import_cases(path, store=store, embedder=embedder, on_total=check_total)
+    report = import_cases(path, store=store, embedder=embedder, on_total=check_total)
+    if report.imported:
+        # The next suggestions should know these cases: retrain now (in the background), not at the next loop.
+        from triage.classify.service import loaded_triager
+
+        triager = loaded_triager()
+        if triager is not None:
+            triager.schedule_refresh()
+    return report
 
 
 def _upload_limit(settings) -> int:
