@@ -71,6 +71,46 @@ def test_xlsx_and_jsonl(tmp_path):
     assert [r.order_id for r in rows] == ["A1", "A2"] and errors[0].row == 3
 
 
+PLATFORM_HEADER = ["序号", "工单编号", "诉求标题", "诉求内容", "事发地址", "受理时间", "承办单位", "办理结果"]
+PLATFORM_ROW = ["1", "GD2026110001", "工地夜间施工", "凌晨一点还在打桩，吵得睡不着", "白云区均禾街清湖村",
+                "2026-11-02 23:40:00", "均禾街综合执法办", "已责令夜间停工"]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "xlsx", "jsonl"])
+def test_a_platform_export_with_chinese_headers_is_read_as_it_comes(tmp_path, suffix):
+    """12345 platforms export 工单编号 / 诉求内容 / 承办单位 …, not the shared format's English names."""
+    path = tmp_path / f"export.{suffix}"
+    if suffix == "csv":
+        with path.open("w", newline="", encoding="gb18030") as f:
+            csv.writer(f).writerows([PLATFORM_HEADER, PLATFORM_ROW])
+    elif suffix == "xlsx":
+        from openpyxl import Workbook
+
+        wb = Workbook()
+        wb.active.append(PLATFORM_HEADER)
+        wb.active.append(PLATFORM_ROW)
+        wb.save(path)
+    else:
+        path.write_text(json.dumps(dict(zip(PLATFORM_HEADER, PLATFORM_ROW)), ensure_ascii=False), encoding="utf-8")
+    rows, errors = read_cases_file(path)
+    assert not errors and len(rows) == 1
+    row = rows[0]
+    assert row.order_id == "GD2026110001"  # 工单编号, not 序号 (a row number)
+    assert row.text == "工地夜间施工。凌晨一点还在打桩，吵得睡不着"  # the title goes before the text, as for `title`
+    assert (row.address, row.unit_raw, row.reply) == ("白云区均禾街清湖村", "均禾街综合执法办", "已责令夜间停工")
+    assert row.occurred_at.startswith("2026-11-02T23:40")
+
+
+def test_a_column_of_the_shared_format_wins_over_an_alias_and_a_file_without_text_names_the_aliases(tmp_path):
+    path = tmp_path / "both.csv"
+    path.write_text("text,诉求内容\n这一列算数,这一列不算\n", encoding="utf-8")
+    rows, _ = read_cases_file(path)
+    assert rows[0].text == "这一列算数"
+    (tmp_path / "none.csv").write_text("工单编号,备注\n1,无内容\n", encoding="utf-8")
+    with pytest.raises(CaseFileError, match="诉求内容"):
+        read_cases_file(tmp_path / "none.csv")
+
+
 def test_unreadable_files_are_refused(tmp_path):
     (tmp_path / "x.pdf").write_bytes(b"%PDF")
     with pytest.raises(CaseFileError):

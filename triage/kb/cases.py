@@ -25,6 +25,18 @@ from triage.taxonomy import NOT_ENV, UNIT_TYPES, get_taxonomy
 
 COLUMNS = ("order_id", "text", "title", "reply", "pollution_type", "subtype", "unit_type", "unit_raw",
            "occurred_at", "address", "duplicate_of")
+# Column headers of 12345 platform exports, read as the columns above when the file lacks those: an office can
+# import its export as it comes, without renaming columns. A column of the shared format present in the file wins.
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "order_id": ("工单编号", "工单号", "工单编码", "流水号"),  # not 编号 or 序号: often a row number
+    "text": ("诉求内容", "来电内容", "反映内容", "投诉内容", "工单内容", "问题描述", "诉求描述", "内容"),
+    "title": ("诉求标题", "工单标题", "标题", "主题"),
+    "reply": ("答复内容", "回复内容", "办理结果", "处理结果", "办理情况", "答复意见"),
+    "unit_raw": ("承办单位", "办理单位", "处置单位", "责任单位", "主办单位"),
+    "occurred_at": ("发生时间", "受理时间", "来电时间", "登记时间", "创建时间"),
+    "address": ("事发地址", "事发地点", "发生地点", "问题地址", "地址"),
+}
+_MISSING_TEXT = (f"缺少必需的列 text（或 {'、'.join(HEADER_ALIASES['text'])}） / required column 'text' is missing")
 MAX_TEXT = 20_000
 MAX_REPLY_STORED = 4_000  # Chroma metadata stays small; the full reply lives in the database for our own cases
 EMBED_BATCH = 128  # rows embedded and written per step; a crash loses at most one step
@@ -105,8 +117,26 @@ def _decode(raw: bytes) -> str:
     raise CaseFileError("文件编码无法识别（应为 UTF-8 或 GB18030） / file is neither UTF-8 nor GB18030")
 
 
+def header_map(names: Iterable[Any]) -> dict[str, str]:
+    """File header → column, for each header that is the first alias found of a column the file lacks
+    (HEADER_ALIASES)."""
+    present = {str(n).strip() for n in names if n is not None}
+    out: dict[str, str] = {}
+    for column, aliases in HEADER_ALIASES.items():
+        if column in present:
+            continue
+        alias = next((a for a in aliases if a in present), None)
+        if alias is not None:
+            out[alias] = column
+    return out
+
+
+def _renamed(rec: dict[Any, Any], names: dict[str, str]) -> dict[str, Any]:
+    return {names.get(k, k): v for k, v in ((str(k or "").strip(), v) for k, v in rec.items())}
+
+
 def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    """Yield (row number, raw record) from any supported format."""
+    """Yield (row number, raw record) from any supported format, headers read through HEADER_ALIASES."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".txt"):
         text = _decode(path.read_bytes())
@@ -115,14 +145,16 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         # strict: an unterminated quote is an error, not a field that swallows the rest of the file
         reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
         try:
-            if not reader.fieldnames or "text" not in [f.strip() for f in reader.fieldnames]:
-                raise CaseFileError("缺少必需的列 text / required column 'text' is missing")
+            fields = [f.strip() for f in reader.fieldnames or []]
+            names = header_map(fields)
+            if "text" not in fields and "text" not in names.values():
+                raise CaseFileError(_MISSING_TEXT)
             for i, rec in enumerate(reader, start=2):
                 if None in rec:  # more cells than the header: an unquoted comma split the row
                     yield i, {"__error__": "列数多于表头（内容里的逗号可能未加引号） / more cells than the header "
                                            "(an unquoted comma?)"}
                     continue
-                yield i, {(k or "").strip(): v for k, v in rec.items()}
+                yield i, _renamed(rec, names)
         except csv.Error as exc:
             line = reader.line_num + 1  # the record after the last one read whole
             raise CaseFileError(f"CSV 格式错误（约第{line}行，如引号未闭合）：{exc} / broken CSV near line {line} "
@@ -137,8 +169,10 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         ws = wb.worksheets[0]
         rows = ws.iter_rows(values_only=True)
         header = [str(h).strip() if h is not None else "" for h in next(rows, [])]
+        names = header_map(header)
+        header = [names.get(h, h) for h in header]
         if "text" not in header:
-            raise CaseFileError("缺少必需的列 text / required column 'text' is missing")
+            raise CaseFileError(_MISSING_TEXT)
         for i, values in enumerate(rows, start=2):
             if values is None or all(v is None for v in values):
                 continue
@@ -156,7 +190,8 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
             except RecursionError:
                 yield i, {"__error__": "JSON 嵌套过深 / JSON nested too deeply"}
                 continue
-            yield i, rec if isinstance(rec, dict) else {"__error__": "每行应为一个JSON对象 / each line must be an object"}
+            yield i, (_renamed(rec, header_map(rec)) if isinstance(rec, dict)
+                      else {"__error__": "每行应为一个JSON对象 / each line must be an object"})
     else:
         raise CaseFileError(f"不支持的文件类型 {suffix} / unsupported file type (use CSV, XLSX or JSONL)")
 
