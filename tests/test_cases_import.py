@@ -161,3 +161,49 @@ def test_cli_imports_real_export_and_reports_json(tmp_path, monkeypatch):
     finally:
         get_settings.cache_clear()
         store_mod.reset_store_cache()
+
+
+def test_the_kind_of_a_handling_units_name():
+    from triage.classify.routing import get_routing
+
+    routing = get_routing()
+    kinds = {name: routing.kind_of_unit_name(name) for name in (
+        "均禾街综合行政执法办公室",  # configured for gz_baiyun_junhe, as written
+        "海口市龙华区综合行政执法局", "广州市公安局白云区分局均禾派出所", "白云区水务局",
+        "威立雅水务有限公司",  # a company, though 水务 names a duty
+        "数字城管专席",  # the hotline's dispatch desk, though 城管 names a duty
+        "人民政府", "某某研究所", "")}
+    assert kinds == {"均禾街综合行政执法办公室": "urban_management", "海口市龙华区综合行政执法局": "urban_management",
+                     "广州市公安局白云区分局均禾派出所": "public_security", "白云区水务局": "water_affairs",
+                     "威立雅水务有限公司": "company", "数字城管专席": "dispatch_center",
+                     "人民政府": None, "某某研究所": None, "": None}
+
+
+def test_an_export_that_names_its_units_gives_its_cases_unit_kinds(tmp_path, store):
+    path = tmp_path / "export.csv"
+    path.write_text("工单编号,诉求内容,承办单位,unit_type\n"
+                    "K1,楼下饭店油烟直排,龙华区综合行政执法局,\n"
+                    "K2,河道有污水直排,某某研究所,\n"  # a name nothing places: no unit kind rather than a guess
+                    "K3,工地夜间施工,龙华区综合行政执法局,housing_construction\n",  # a given unit_type stays
+                    encoding="utf-8")
+    report = import_cases(path, store=store, embedder=get_embedder(Settings()))
+    assert (report.imported, report.units_inferred, report.as_dict()["units_inferred"]) == (3, 1, 1)
+    got = store.collection(CASES).get(ids=["K1", "K2", "K3"], include=["metadatas"])
+    meta = dict(zip(got["ids"], got["metadatas"]))
+    assert meta["K1"]["unit_type"] == "urban_management" and meta["K1"]["unit_inferred"] is True
+    assert meta["K2"]["unit_type"] == "" and "unit_inferred" not in meta["K2"]
+    assert meta["K3"]["unit_type"] == "housing_construction" and "unit_inferred" not in meta["K3"]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cases" / "haikou12345_env_dev.csv").exists(), reason="shared data absent")
+def test_unit_kinds_read_from_the_real_haikou_unit_names_agree_with_its_labels():
+    """The Haikou file labels both: read its 承办单位 names alone and compare with its unit_type."""
+    from triage.classify.routing import get_routing
+
+    rows, _ = read_cases_file(SHARED_DATA / "cases" / "haikou12345_env_dev.csv")
+    routing = get_routing()
+    pairs = [(routing.kind_of_unit_name(r.unit_raw), r.unit_type) for r in rows if r.unit_raw and r.unit_type]
+    placed = [(k, u) for k, u in pairs if k is not None]
+    agree = sum(k == u for k, u in placed)
+    assert len(placed) / len(pairs) >= 0.85, (len(placed), len(pairs))
+    assert agree / len(placed) >= 0.95, (agree, len(placed))

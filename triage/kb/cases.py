@@ -66,12 +66,14 @@ class CaseRow:
     reply: str = ""
     occurred_at: str = ""
     address: str = ""
+    unit_inferred: bool = False  # unit_type read from unit_raw at import (infer_unit_types), not given
 
     def metadata(self, source: str = "import") -> dict[str, Any]:
         return {
             "order_id": self.order_id, "pollution_type": self.pollution_type, "subtype": self.subtype,
             "unit_type": self.unit_type, "unit_raw": self.unit_raw, "reply": self.reply[:MAX_REPLY_STORED],
             "occurred_at": self.occurred_at, "address": self.address, "source": source,
+            **({"unit_inferred": True} if self.unit_inferred else {}),
         }
 
 
@@ -81,9 +83,11 @@ class ImportReport:
     imported: int = 0
     already_present: int = 0
     rejected: list[RowError] = field(default_factory=list)
+    units_inferred: int = 0  # rows whose unit_type was read from their unit_raw
 
     def as_dict(self) -> dict[str, Any]:
         return {"total": self.total, "imported": self.imported, "already_present": self.already_present,
+                "units_inferred": self.units_inferred,
                 "rejected": [{"row": e.row, "reason": e.reason} for e in self.rejected]}
 
 
@@ -288,14 +292,35 @@ def store_cases(rows: list[CaseRow], *, store: KnowledgeStore, embedder, source:
     return len(todo), len(present)
 
 
+def infer_unit_types(rows: list[CaseRow], routing=None) -> int:
+    """Give each row that names its handling unit (unit_raw, 承办单位) but lacks unit_type the kind that name
+    denotes (`Routing.kind_of_unit_name`); names it cannot place stay without one. Platform exports carry the
+    unit's name only, and routing learns from unit kinds: without this an office's own history taught routing
+    nothing. Returns how many rows got one."""
+    if routing is None:
+        from triage.classify.routing import get_routing
+
+        routing = get_routing()
+    n = 0
+    for r in rows:
+        if r.unit_raw and not r.unit_type:
+            kind = routing.kind_of_unit_name(r.unit_raw)
+            if kind is not None:
+                r.unit_type, r.unit_inferred = kind, True
+                n += 1
+    return n
+
+
 def import_cases(path: Path, *, store: KnowledgeStore, embedder,
                  on_progress: Callable[[int], None] | None = None,
                  on_total: Callable[[int], None] | None = None) -> ImportReport:
     rows, errors = read_cases_file(path)
+    inferred = infer_unit_types(rows)
     if on_total:
         on_total(len(rows))
     added, present = store_cases(rows, store=store, embedder=embedder, on_progress=on_progress)
-    return ImportReport(total=len(rows) + len(errors), imported=added, already_present=present, rejected=errors)
+    return ImportReport(total=len(rows) + len(errors), imported=added, already_present=present, rejected=errors,
+                        units_inferred=inferred)
 
 
 def upsert_case(case: dict[str, Any], *, store: KnowledgeStore, embedder) -> str:
