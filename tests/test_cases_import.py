@@ -101,6 +101,32 @@ def test_a_platform_export_with_chinese_headers_is_read_as_it_comes(tmp_path, su
     assert row.occurred_at.startswith("2026-11-02T23:40")
 
 
+@pytest.mark.parametrize("suffix", ["csv", "xlsx"])
+def test_a_title_line_above_the_header_is_skipped_and_rows_keep_their_numbers(tmp_path, suffix):
+    title = ["12345工单导出（2026-11-01至2026-11-30）"] + [""] * (len(PLATFORM_HEADER) - 1)
+    empty_text = ["2", "GD2026110002", "", "", "白云区", "", "", ""]
+    table = [title, [""] * len(PLATFORM_HEADER), PLATFORM_HEADER, PLATFORM_ROW, empty_text]
+    path = tmp_path / f"export.{suffix}"
+    if suffix == "csv":
+        with path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(table)
+    else:
+        from openpyxl import Workbook
+
+        wb = Workbook()
+        for cells in table:
+            wb.active.append([c or None for c in cells])
+        wb.save(path)
+    rows, errors = read_cases_file(path)
+    assert [r.order_id for r in rows] == ["GD2026110001"]
+    assert [(e.row, "text" in e.reason) for e in errors] == [(5, True)]  # the fifth row, as the spreadsheet shows
+    # A header farther down than HEADER_SEARCH_ROWS is not looked for: the file is refused, not misread.
+    path = tmp_path / "deep.csv"
+    path.write_text("\n".join(["标题行,"] * 6 + ["工单编号,诉求内容", "1,噪音扰民"]), encoding="utf-8")
+    with pytest.raises(CaseFileError, match="诉求内容"):
+        read_cases_file(path)
+
+
 def test_a_column_of_the_shared_format_wins_over_an_alias_and_a_file_without_text_names_the_aliases(tmp_path):
     path = tmp_path / "both.csv"
     path.write_text("text,诉求内容\n这一列算数,这一列不算\n", encoding="utf-8")

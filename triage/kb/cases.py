@@ -135,6 +135,16 @@ def header_map(names: Iterable[Any]) -> dict[str, str]:
     return out
 
 
+# Platform exports often put a title line or two ("12345工单导出 2026-11-01至2026-11-30") above the header: the
+# header is the first of this many rows that has a text column.
+HEADER_SEARCH_ROWS = 5
+
+
+def _is_header(cells: Iterable[Any]) -> bool:
+    names = {str(c).strip() for c in cells if c is not None}
+    return "text" in names or any(a in names for a in HEADER_ALIASES["text"])
+
+
 def _renamed(rec: dict[Any, Any], names: dict[str, str]) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in ((str(k or "").strip(), v) for k, v in rec.items())}
 
@@ -147,20 +157,37 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         if "\x00" in text:
             raise CaseFileError("文件含二进制内容，不是CSV / file contains binary data, not CSV")
         # strict: an unterminated quote is an error, not a field that swallows the rest of the file
-        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
         try:
-            fields = [f.strip() for f in reader.fieldnames or []]
-            names = header_map(fields)
-            if "text" not in fields and "text" not in names.values():
+            done = 0  # the physical line where the last whole record ended: a broken one starts after it
+
+            def records():
+                nonlocal done
+                for cells in reader:
+                    done = reader.line_num
+                    if cells:  # blank lines are skipped and not counted, as csv.DictReader does
+                        yield cells
+
+            rows = records()
+            header, n = None, 0
+            for n, cells in enumerate(rows, start=1):
+                if _is_header(cells):
+                    header = [c.strip() for c in cells]
+                    break
+                if n >= HEADER_SEARCH_ROWS:
+                    break
+            if header is None:
                 raise CaseFileError(_MISSING_TEXT)
-            for i, rec in enumerate(reader, start=2):
-                if None in rec:  # more cells than the header: an unquoted comma split the row
+            names = header_map(header)
+            keys = [names.get(h, h) for h in header]
+            for i, cells in enumerate(rows, start=n + 1):
+                if len(cells) > len(keys):  # more cells than the header: an unquoted comma split the row
                     yield i, {"__error__": "列数多于表头（内容里的逗号可能未加引号） / more cells than the header "
                                            "(an unquoted comma?)"}
                     continue
-                yield i, _renamed(rec, names)
+                yield i, dict(zip(keys, cells))
         except csv.Error as exc:
-            line = reader.line_num + 1  # the record after the last one read whole
+            line = done + 1  # the record after the last one read whole
             raise CaseFileError(f"CSV 格式错误（约第{line}行，如引号未闭合）：{exc} / broken CSV near line {line} "
                                 f"(an unclosed quote?): {exc}") from exc
     elif suffix in (".xlsx", ".xlsm"):
@@ -172,12 +199,18 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
             raise CaseFileError(f"无法读取Excel文件 / cannot read XLSX: {exc}") from exc
         ws = wb.worksheets[0]
         rows = ws.iter_rows(values_only=True)
-        header = [str(h).strip() if h is not None else "" for h in next(rows, [])]
+        header, n = None, 0
+        for n, values in enumerate(rows, start=1):  # rows numbered as the spreadsheet shows them
+            if values and _is_header(values):
+                header = [str(h).strip() if h is not None else "" for h in values]
+                break
+            if n >= HEADER_SEARCH_ROWS:
+                break
+        if header is None:
+            raise CaseFileError(_MISSING_TEXT)
         names = header_map(header)
         header = [names.get(h, h) for h in header]
-        if "text" not in header:
-            raise CaseFileError(_MISSING_TEXT)
-        for i, values in enumerate(rows, start=2):
+        for i, values in enumerate(rows, start=n + 1):
             if values is None or all(v is None for v in values):
                 continue
             yield i, dict(zip(header, values))
