@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -145,6 +145,19 @@ def _is_header(cells: Iterable[Any]) -> bool:
     return "text" in names or any(a in names for a in HEADER_ALIASES["text"])
 
 
+def _take_header(rows: Iterator[Sequence[Any]]) -> tuple[list[str], int]:
+    """Read rows up to the header (the first of HEADER_SEARCH_ROWS rows with a text column); return its column
+    names, read through HEADER_ALIASES, and its row number. CaseFileError where there is none."""
+    for n, cells in enumerate(rows, start=1):
+        if cells and _is_header(cells):
+            header = [str(c).strip() if c is not None else "" for c in cells]
+            names = header_map(header)
+            return [names.get(h, h) for h in header], n
+        if n >= HEADER_SEARCH_ROWS:
+            break
+    raise CaseFileError(_MISSING_TEXT)
+
+
 def _renamed(rec: dict[Any, Any], names: dict[str, str]) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in ((str(k or "").strip(), v) for k, v in rec.items())}
 
@@ -169,17 +182,7 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
                         yield cells
 
             rows = records()
-            header, n = None, 0
-            for n, cells in enumerate(rows, start=1):
-                if _is_header(cells):
-                    header = [c.strip() for c in cells]
-                    break
-                if n >= HEADER_SEARCH_ROWS:
-                    break
-            if header is None:
-                raise CaseFileError(_MISSING_TEXT)
-            names = header_map(header)
-            keys = [names.get(h, h) for h in header]
+            keys, n = _take_header(rows)
             for i, cells in enumerate(rows, start=n + 1):
                 if len(cells) > len(keys):  # more cells than the header: an unquoted comma split the row
                     yield i, {"__error__": "列数多于表头（内容里的逗号可能未加引号） / more cells than the header "
@@ -199,17 +202,7 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
             raise CaseFileError(f"无法读取Excel文件 / cannot read XLSX: {exc}") from exc
         ws = wb.worksheets[0]
         rows = ws.iter_rows(values_only=True)
-        header, n = None, 0
-        for n, values in enumerate(rows, start=1):  # rows numbered as the spreadsheet shows them
-            if values and _is_header(values):
-                header = [str(h).strip() if h is not None else "" for h in values]
-                break
-            if n >= HEADER_SEARCH_ROWS:
-                break
-        if header is None:
-            raise CaseFileError(_MISSING_TEXT)
-        names = header_map(header)
-        header = [names.get(h, h) for h in header]
+        header, n = _take_header(rows)  # rows numbered as the spreadsheet shows them
         for i, values in enumerate(rows, start=n + 1):
             if values is None or all(v is None for v in values):
                 continue
