@@ -378,3 +378,23 @@ def test_history_without_a_kind_does_not_vote_it_down(tmp_path, embedder, monkey
     monkeypatch.setattr(service, "SCARCE_TYPE_CASES", 0)  # the same history voting radiation down
     triager.retrain()
     assert triager.suggest(letter).pollution_type == "noise"
+
+
+def test_cases_with_a_unit_but_no_type_still_teach_routing(tmp_path, embedder):
+    """A platform export names the handling unit (承办单位 → unit_type at import) but not the pollution type. Here
+    this office's night-construction orders went to 住建, where the rule names the street's enforcement office; the
+    history of such untyped cases must move the suggestion, while the type still comes from the taxonomy."""
+    store = _store(tmp_path)
+    places = ["海秀路", "滨海大道", "国贸北路", "金贸西路", "白龙南路", "龙昆北路", "南海大道", "海甸岛"]
+    rows = _cases("U", [f"{place}旁边的工地晚上十一点后还在打桩施工，噪音扰民" for place in places], "", "",
+                  "housing_construction")
+    store_cases(rows, store=store, embedder=embedder)
+    triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
+    s = triager.suggest("长堤路旁边的工地晚上十一点后还在打桩施工，噪音很大")
+    assert triager.n_cases == 0  # no labelled case: the type members have nothing to learn
+    assert (s.pollution_type, s.subtype) == ("noise", "noise.construction")
+    assert s.unit_type == "housing_construction", (s.unit_type, s.unit_decided_by)
+    assert s.similar_cases[0].unit_type == "housing_construction" and not s.similar_cases[0].pollution_type
+    # Without that history the rule decides.
+    bare = Triager(store=_store(tmp_path / "empty"), embedder=embedder, settings=Settings(data_dir=tmp_path))
+    assert bare.suggest("长堤路旁边的工地晚上十一点后还在打桩施工，噪音很大").unit_type != "housing_construction"

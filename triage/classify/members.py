@@ -63,12 +63,12 @@ LabelModels = dict[str, tuple[LogisticRegression, list[int]]]  # label kind → 
 def _fit_per_label(X, targets: dict[str, list[str]], labels: Labels, min_cases: int) -> LabelModels:
     """One logistic regression per label kind ("type", "subtype", "unit") over the rows that carry that label; a
     kind with fewer rows than min_cases, or a single class, gets none. "" is no unit, but a real subtype label
-    (not ours)."""
+    (not ours); None is no subtype (a case whose type is unknown)."""
     spaces = {"type": labels.types, "subtype": labels.subtypes, "unit": labels.units}
     models: LabelModels = {}
     for key, ys in targets.items():
         space = spaces[key]
-        rows = [i for i, y in enumerate(ys) if y in space and not (key == "unit" and y == "")]
+        rows = [i for i, y in enumerate(ys) if y is not None and y in space and not (key == "unit" and y == "")]
         if len(rows) < min_cases or len({ys[i] for i in rows}) < 2:
             continue
         model = LogisticRegression(max_iter=3000, C=10.0).fit(X[rows], [ys[i] for i in rows])
@@ -189,19 +189,21 @@ class NeighbourMember:
         self.labels, self.temperature = labels, temperature
 
     def predict_hits(self, hits: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """hits: [{similarity, pollution_type, subtype, unit_type}], best first."""
-        labelled = [h for h in hits if h.get("pollution_type")]
-        if not labelled:
+        """hits: [{similarity, pollution_type, subtype, unit_type}], best first. A hit with a unit but no type votes
+        for its unit only; with no typed hit the type and subtype distributions are flat (they then add nothing
+        to the pool)."""
+        voting = [h for h in hits if h.get("pollution_type") or h.get("unit_type") in self.labels.units]
+        if not voting:
             return None
-        top = max(h["similarity"] for h in labelled)
+        top = max(h["similarity"] for h in voting)
         typ = np.zeros(len(self.labels.types))
         sub = np.zeros(len(self.labels.subtypes))
         unit = np.zeros(len(self.labels.units))
-        for h in labelled:
+        for h in voting:
             w = float(np.exp((h["similarity"] - top) / self.temperature))
-            if h["pollution_type"] in self.labels.types:
+            if h.get("pollution_type") in self.labels.types:
                 typ[self.labels.types.index(h["pollution_type"])] += w
-            if (h.get("subtype") or "") in self.labels.subtypes:
+            if h.get("pollution_type") and (h.get("subtype") or "") in self.labels.subtypes:
                 sub[self.labels.subtypes.index(h.get("subtype") or "")] += w
             if h.get("unit_type") in self.labels.units:
                 unit[self.labels.units.index(h["unit_type"])] += w

@@ -98,7 +98,9 @@ class NamedUnitMember:
                 continue
             named = self.names.find(text)
             if named is not None:
-                for key in self.keys(named, ptype, subtype):
+                keys = self.keys(named, ptype, subtype)
+                # A case of unknown type counts only where the kind of complaint is not part of the key.
+                for key in keys if ptype else keys[-2:] if named.kind is None else keys:
                     counts[key][unit] += 1
         self.counts = dict(counts)
         return self

@@ -165,13 +165,19 @@ class Triager:
         seen = len(data.get("ids") or [])
         metas = data.get("metadatas") or []
         labelled = [i for i, m in enumerate(metas) if m and m.get("pollution_type")]
-        texts = [data["documents"][i] for i in labelled]
-        vecs = np.asarray(data["embeddings"], dtype=np.float32)[labelled] if labelled else np.zeros((0, 1))
+        # A platform export names the handling unit but rarely the pollution type: such cases still teach routing
+        # (the unit models, the units the similar cases went to, named units), not the type. Type "" and subtype
+        # None mark them; the per-label models skip them there.
+        used = [i for i, m in enumerate(metas)
+                if m and (m.get("pollution_type") or (m.get("unit_type") or "") not in NON_ROUTING_UNITS)]
+        texts = [data["documents"][i] for i in used]
+        vecs = np.asarray(data["embeddings"], dtype=np.float32)[used] if used else np.zeros((0, 1))
         ys = {
-            "type": [metas[i]["pollution_type"] for i in labelled],
-            "subtype": [metas[i].get("subtype", "") or "" for i in labelled],
+            "type": [metas[i].get("pollution_type") or "" for i in used],
+            "subtype": [(metas[i].get("subtype", "") or "") if metas[i].get("pollution_type") else None
+                        for i in used],
             "unit": [(metas[i].get("unit_type") or "") if metas[i].get("unit_type") not in NON_ROUTING_UNITS
-                     else "" for i in labelled],
+                     else "" for i in used],
         }
         linear = LinearMember(self.labels)
         if texts:
@@ -179,7 +185,7 @@ class Triager:
         tuned = self._fit_tuned(texts, ys)
         kinds: dict[str, Counter] = defaultdict(Counter)
         for text, t, s, u in zip(texts, ys["type"], ys["subtype"], ys["unit"]):
-            if u:
+            if u and t:
                 kinds[self._kind(t, s, self._topic_rule(text) if t == NOT_ENV else None)][u] += 1
         named = NamedUnitMember(self.unit_names, self.labels.units).fit(texts, ys["unit"], ys["type"],
                                                                         ys["subtype"])
@@ -191,7 +197,8 @@ class Triager:
             self.scarce_types = scarce
             self.named_units = named
             self._seen_count = seen
-        log.info("triage model trained on %d labelled cases", len(labelled))
+        log.info("triage model trained on %d labelled cases (%d more teach routing only)", len(labelled),
+                 len(used) - len(labelled))
 
     def _fit_tuned(self, texts: list[str], ys: dict[str, list[str]]) -> TunedMember | None:
         """The tuned member refit on the current cases; a newer tuned encoder on disk is loaded first."""
