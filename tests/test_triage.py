@@ -392,6 +392,7 @@ def test_cases_with_a_unit_but_no_type_still_teach_routing(tmp_path, embedder):
     triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
     s = triager.suggest("长堤路旁边的工地晚上十一点后还在打桩施工，噪音很大")
     assert triager.n_cases == 0  # no labelled case: the type members have nothing to learn
+    assert s.versions["knowledge"] == "cases=0+8untyped"
     assert (s.pollution_type, s.subtype) == ("noise", "noise.construction")
     assert s.unit_type == "housing_construction", (s.unit_type, s.unit_decided_by)
     assert s.similar_cases[0].unit_type == "housing_construction" and not s.similar_cases[0].pollution_type

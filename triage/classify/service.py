@@ -149,7 +149,8 @@ class Triager:
         self.named_units = NamedUnitMember(self.unit_names, self.labels.units)
         self.temperature = 1.0
         self.kind_units: dict[str, Counter] = {}
-        self.n_cases = 0
+        self.n_cases = 0  # labelled past cases (with a pollution type)
+        self.n_untyped = 0  # past cases with a unit but no type: they teach routing only
         self.scarce_types = np.ones(len(self.labels.types), dtype=bool)
         self._seen_count = -1
         self._refresh_pending = False
@@ -193,6 +194,7 @@ class Triager:
         scarce = np.array([per_type[t] < SCARCE_TYPE_CASES for t in self.labels.types])
         with self._lock:
             self.linear, self.kind_units, self.n_cases = linear, dict(kinds), len(labelled)
+            self.n_untyped = len(used) - len(labelled)
             self.tuned = tuned
             self.scarce_types = scarce
             self.named_units = named
@@ -274,8 +276,9 @@ class Triager:
     @property
     def versions(self) -> dict[str, str]:
         tuned = f"+tuned-{self._tuned_id}" if self.tuned is not None and self.tuned.models else ""
+        untyped = f"+{self.n_untyped}untyped" if self.n_untyped else ""
         return {"model": f"ensemble-1+{self.embedder.model_id}{tuned}", "taxonomy": self.tax.version,
-                "routing": self.routing.version, "knowledge": f"cases={self.n_cases}",
+                "routing": self.routing.version, "knowledge": f"cases={self.n_cases}{untyped}",
                 "jurisdiction": self.jurisdiction}
 
     @staticmethod
