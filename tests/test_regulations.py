@@ -429,7 +429,7 @@ def test_a_folder_reached_through_dot_dot_is_read_and_hidden_folders_below_it_ar
     (laws / ".git" / "旧稿.md").write_text("# 旧稿\n\n第一条 不读。\n", encoding="utf-8")
     (tmp_path / "repo").mkdir()
     monkeypatch.chdir(tmp_path / "repo")
-    assert [f.name for f in reg.collect_files([Path("../shared/laws")])] == ["测试法.md"]
+    assert [f.name for f, _ in reg.collect_law_files([Path("../shared/laws")])] == ["测试法.md"]
 
 
 def test_the_level_comes_from_the_folders_below_the_one_given_not_from_its_ancestors(tmp_path):

@@ -99,8 +99,8 @@ class NamedUnitMember:
             named = self.names.find(text)
             if named is not None:
                 keys = self.keys(named, ptype, subtype)
-                # A case of unknown type counts only where the kind of complaint is not part of the key.
-                for key in keys if ptype else keys[-2:] if named.kind is None else keys:
+                # A case of unknown type counts only at the keys without the kind of complaint (the last two).
+                for key in keys if ptype else keys[-2:]:
                     counts[key][unit] += 1
         self.counts = dict(counts)
         return self

@@ -709,11 +709,6 @@ def collect_law_files(paths: Iterable[Path | str]) -> list[tuple[Path, str]]:
     return unique
 
 
-def collect_files(paths: Iterable[Path | str]) -> list[Path]:
-    """The law files under ``paths`` (see collect_law_files)."""
-    return [f for f, _ in collect_law_files(paths)]
-
-
 @dataclass
 class ParsedFile:
     path: Path
@@ -724,19 +719,19 @@ class ParsedFile:
     doc_key: str
 
 
-def parse_files(files: list[Path], levels: dict[Path, str] | None = None) -> list[ParsedFile]:
-    """Parse every file; statutes first get the repeal dates stated by any text in the same batch. levels: the
-    level of each file as collect_law_files judged it (default: from the folders just above the file)."""
+def parse_files(files: list[tuple[Path, str]]) -> list[ParsedFile]:
+    """Parse every (file, level) of collect_law_files; statutes first get the repeal dates stated by any text in
+    the same batch."""
     statutes: list[LawDocument] = []
     out: list[ParsedFile] = []
-    for f in files:
+    for f, level in files:
         text = _read_text(f)
         if is_digest_text(text):
             entries = parse_digest(text, name=f.stem)
             chunks = digest_chunks(entries, file_key=f.stem)
             out.append(ParsedFile(f, DIGEST, chunks, len(entries), "（摘要）" + f.stem, f"digest:{f.stem}"))
         else:
-            statutes.append(parse_law_file(f, level=(levels or {}).get(f)))
+            statutes.append(parse_law_file(f, level=level))
     repeals: dict[str, date] = {}
     for doc in statutes:
         repeals.update(doc.repeals)
@@ -749,8 +744,7 @@ def parse_files(files: list[Path], levels: dict[Path, str] | None = None) -> lis
 
 
 def parse_paths(paths: Iterable[Path | str]) -> list[ParsedFile]:
-    found = collect_law_files(paths)
-    return parse_files([f for f, _ in found], dict(found))
+    return parse_files(collect_law_files(paths))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -786,9 +780,8 @@ def ingest_paths(paths: Iterable[Path | str], *, store: KnowledgeStore, embedder
     an unreadable file.
     """
     started = time.perf_counter()
-    found = collect_law_files(paths)
-    files = [f for f, _ in found]
-    parsed = parse_files(files, dict(found))
+    files = collect_law_files(paths)
+    parsed = parse_files(files)
     report = IngestReport(files=len(files))
     model_id = str(getattr(embedder, "model_id", ""))
     todo: list[Chunk] = []
