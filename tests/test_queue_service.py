@@ -228,6 +228,38 @@ def test_return_extend_reply_close_reopen(session, triager, sink):
     assert all(e.actor and e.at for e in events(session, cid))
 
 
+def test_redispatch_after_a_return_keeps_the_dispatchers_corrected_labels(session, triager):
+    # The dispatcher corrected the model's type; a return and a re-dispatch that names only the new unit must
+    # not bring the model's type back (it feeds the SLA, the metrics and what the knowledge base learns).
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    assert session.get(Complaint, cid).suggestion.pollution_type == "air"
+    service.assign(session, complaint_id=cid, actor="d", pollution_type="noise", subtype="noise.social_life",
+                   unit_type="public_security", now=now)
+    service.return_(session, complaint_id=cid, actor="派出所", reason="非本单位职责", now=now + timedelta(hours=1))
+    a = service.assign(session, complaint_id=cid, actor="d", unit_type="urban_management",
+                       now=now + timedelta(hours=2))
+    session.commit()
+    c = session.get(Complaint, cid)
+    assert (a.pollution_type, a.subtype, a.unit_type) == ("noise", "noise.social_life", "urban_management")
+    assert (c.pollution_type, c.subtype) == ("noise", "noise.social_life") and not a.accepted_suggestion
+    # An empty re-dispatch after a second return keeps them too, and goes back to the suggested unit.
+    service.return_(session, complaint_id=cid, actor="城管", reason="请核实", now=now + timedelta(hours=3))
+    a = service.assign(session, complaint_id=cid, actor="d", now=now + timedelta(hours=4))
+    assert (a.pollution_type, a.subtype, a.unit_type) == ("noise", "noise.social_life", "urban_management")
+
+
+def test_a_manual_assignment_without_a_suggestion_can_be_redispatched_after_a_return(session):
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=NOISE, now=now).id  # no triager: no suggestion
+    service.assign(session, complaint_id=cid, actor="d", pollution_type="noise", unit_type="urban_management",
+                   now=now)
+    service.return_(session, complaint_id=cid, actor="城管", reason="请核实", now=now + timedelta(hours=1))
+    a = service.assign(session, complaint_id=cid, actor="d", unit_type="ecology_environment",
+                       now=now + timedelta(hours=2))
+    assert (a.pollution_type, a.unit_type) == ("noise", "ecology_environment")
+
+
 def test_extension_limit(session, triager):
     now = bj(2026, 11, 2, 9)
     cid = service.intake(session, text=FUMES, triager=triager, now=now).id

@@ -524,17 +524,23 @@ def assign(session: Session, *, complaint_id: int, actor: str, unit_type: str | 
     unit_type = _optional_text(unit_type, "unit_type", 64)
     if urgency is not None and urgency not in sla.policy.urgency:
         raise InvalidInput(f"urgency 只能是 {'/'.join(sla.policy.urgency)} / unknown urgency")
-    if s is None and (unit_type is None or pollution_type is None):
+    # Labels a dispatcher already set (before a return) stand unless changed again; else the suggestion's.
+    if c.pollution_type:
+        base_pt, base_st = c.pollution_type, c.subtype
+    else:
+        base_pt, base_st = (s.pollution_type, s.subtype) if s is not None else (None, None)
+    base_ut = s.unit_type if s is not None else c.unit_type
+    if (unit_type or base_ut) is None or (pollution_type or base_pt) is None:
         raise InvalidInput("尚无分类建议，请指定 pollution_type 和 unit_type / "
                            "no suggestion to accept yet: give pollution_type and unit_type")
-    pt = pollution_type or s.pollution_type
+    pt = pollution_type or base_pt
     if subtype is not None:
         st = subtype
-    elif s is not None and pt == s.pollution_type:
-        st = s.subtype
+    elif pt == base_pt and base_st:
+        st = base_st
     else:
         st = _default_subtype(pt)
-    ut = unit_type or s.unit_type
+    ut = unit_type or base_ut
     _check_labels(pt, st, ut)
     if s is not None and ut == s.unit_type and s.unit_name:
         name = s.unit_name
