@@ -187,8 +187,7 @@ def test_unit_staff_see_and_act_only_on_their_own_units_cases(anon, h):
         r = anon.get(path, headers=h["cg"])
         assert r.status_code == 404, path  # another unit's case looks like no case at all
     for action, body in (("return", {"reason": "不归我们管"}), ("extend", {"reason": "r", "working_days": 3}),
-                         ("draft", {}), ("reply", {"reply": "已处理", "result": "属实"}),
-                         ("close", {"reply": "已处理", "result": "属实"})):
+                         ("draft", {}), ("reply", {"reply": "已处理", "result": "属实"})):
         r = anon.post(f"/api/complaints/{theirs}/{action}", json=body, headers=h["cg"])
         assert r.status_code == 404, (action, r.text)
     assert anon.get(f"/api/complaints/{theirs}", headers=h["disp"]).json()["complaint"]["status"] == "assigned"
@@ -224,11 +223,29 @@ def test_dispatcher_approves_a_units_reply(anon, h):
     assert r.status_code == 200 and r.json()["complaint"]["status"] == "replied"
     assert anon.post(f"/api/complaints/{cid}/reply", json={"reply": "x", "result": "属实"},
                      headers=h["disp"]).status_code == 403  # replying is the unit's work
+    # The unit cannot approve its own reply: that would skip the review.
+    for body in ({}, {"reply": "经核查已封堵排口。", "result": "属实"}):
+        r = anon.post(f"/api/complaints/{cid}/close", json=body, headers=h["sw"])
+        assert r.status_code == 403 and "complaints.close" in r.json()["detail"]
+    # The dispatcher sends a thin reply back (驳回); the unit works on under the same deadline.
+    before = anon.get(f"/api/complaints/{cid}", headers=h["disp"]).json()["complaint"]
+    assert anon.post(f"/api/complaints/{cid}/reject", json={"reason": "未写明核查时间"},
+                     headers=h["sw"]).status_code == 403
+    r = anon.post(f"/api/complaints/{cid}/reject", json={"reason": "未写明核查时间，请补充"}, headers=h["disp"])
+    assert r.status_code == 200, r.text
+    after = r.json()["complaint"]
+    assert (after["status"], after["deadline"], after["reply"]) == ("assigned", before["deadline"], None)
+    # The dispatcher may grant more time too; the unit replies again; the dispatcher approves.
+    assert anon.post(f"/api/complaints/{cid}/extend", json={"reason": "补充监测", "working_days": 2},
+                     headers=h["disp"]).status_code == 200
+    assert anon.post(f"/api/complaints/{cid}/reply", json={"reply": "11月3日现场核查，已封堵排口。", "result": "属实"},
+                     headers=h["sw"]).status_code == 200
     closed = anon.post(f"/api/complaints/{cid}/close", json={}, headers=h["disp"])
     assert closed.status_code == 200 and closed.json()["complaint"]["status"] == "closed"
     events = closed.json()["events"]
-    assert [(e["kind"], e["actor"]) for e in events if e["kind"] in ("reply", "close")] == [("reply", "sw"),
-                                                                                          ("close", "disp")]
+    assert [(e["kind"], e["actor"]) for e in events if e["kind"] in ("reply", "reject_reply", "extend", "close")] == [
+        ("reply", "sw"), ("reject_reply", "disp"), ("extend", "disp"), ("reply", "sw"), ("close", "disp")]
+    assert closed.json()["complaint"]["reply"] == "11月3日现场核查，已封堵排口。"
 
 
 def test_every_route_has_a_permission_rule(token_app):
@@ -274,6 +291,30 @@ def test_web_pages_follow_the_same_roles(anon, h, token_app):
                   follow_redirects=False)
     assert r.status_code in (200, 303)
     assert anon.get(f"/api/complaints/{waiting}", headers=h["disp"]).json()["complaint"]["status"] == "assigned"
+
+
+def test_the_case_page_offers_each_role_only_what_it_may_do(anon, h, token_app):
+    mine = _intake_assigned(anon, h, FUMES)  # → urban_management (cg)
+    forms = lambda who: {a for a in ("assign", "draft", "reply", "close", "reject", "return", "extend", "merge")  # noqa: E731
+                         if f'action="/complaints/{mine}/{a}"' in anon.get(f"/complaints/{mine}", headers=h[who]).text
+                         or f'formaction="/complaints/{mine}/{a}"' in anon.get(f"/complaints/{mine}",
+                                                                              headers=h[who]).text}
+    assert forms("cg") == {"draft", "reply", "return", "extend"}  # the unit works; no approval, no merge
+    assert forms("disp") == {"close", "extend", "merge"}  # the dispatcher may approve, grant time, merge
+    assert forms("boss") == set()  # the manager reads
+    assert anon.post(f"/api/complaints/{mine}/reply", json={"reply": "已取缔。", "result": "属实"},
+                     headers=h["cg"]).status_code == 200
+    assert forms("cg") == set()  # waiting for review
+    assert forms("disp") == {"close", "reject", "merge"}
+    r = anon.post(f"/complaints/{mine}/reject", data={"reason": "请写明核查时间"}, headers=h["disp"],
+                  follow_redirects=False)
+    assert r.status_code == 303
+    detail = anon.get(f"/api/complaints/{mine}", headers=h["disp"]).json()
+    assert detail["complaint"]["status"] == "assigned"
+    assert [e["reason"] for e in detail["events"] if e["kind"] == "reject_reply"] == ["请写明核查时间"]
+    assert "驳回答复" in anon.get(f"/complaints/{mine}", headers=h["cg"]).text  # the trail says why
+    empty = anon.post(f"/complaints/{mine}/reject", data={"reason": " "}, headers=h["disp"])
+    assert empty.status_code == 409  # not in review any more: refused with the page, nothing changed
 
 
 def test_web_login_cookie_logout(anon, h, token_app):

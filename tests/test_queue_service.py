@@ -260,6 +260,34 @@ def test_a_manual_assignment_without_a_suggestion_can_be_redispatched_after_a_re
     assert (a.pollution_type, a.unit_type) == ("noise", "ecology_environment")
 
 
+def test_the_dispatcher_sends_a_reply_back_without_a_closure(session, triager, sink):
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    with pytest.raises(service.IllegalTransition):  # nothing to review yet
+        service.reject_reply(session, complaint_id=cid, actor="d", reason="r", now=now)
+    service.assign(session, complaint_id=cid, actor="d", now=now)
+    deadline = session.get(Complaint, cid).deadline
+    service.submit_reply(session, complaint_id=cid, actor="城管", reply="已处理。", result="属实", now=now)
+    session.commit()
+    with pytest.raises(service.InvalidInput):
+        service.reject_reply(session, complaint_id=cid, actor="d", reason="  ", now=now)
+    session.rollback()
+    c = service.reject_reply(session, complaint_id=cid, actor="d", reason="未写明核查时间和措施",
+                             now=now + timedelta(hours=1))
+    session.commit()
+    assert (c.status, c.reply, c.result, c.deadline) == ("assigned", None, None, deadline)
+    assert (c.closed_at, c.first_closed_at, c.reopen_count or 0) == (None, None, 0)  # no false 办结, no 重办
+    ev = events(session, cid)[-1]
+    assert (ev.kind, ev.from_status, ev.to_status, ev.reason) == ("reject_reply", "replied", "assigned",
+                                                                   "未写明核查时间和措施")
+    assert ev.data == {"reply": "已处理。", "result": "属实"}
+    assert session.scalars(select(ReplyDraft.text).where(ReplyDraft.complaint_id == cid)).all() == ["已处理。"]
+    service.submit_reply(session, complaint_id=cid, actor="城管", reply="11月2日核查，已责令安装净化器。",
+                         result="属实", now=now + timedelta(hours=3))
+    service.close(session, complaint_id=cid, actor="d", case_sink=sink.append, now=now + timedelta(hours=4))
+    assert sink[0]["reply"] == "11月2日核查，已责令安装净化器。"
+
+
 def test_extension_limit(session, triager):
     now = bj(2026, 11, 2, 9)
     cid = service.intake(session, text=FUMES, triager=triager, now=now).id

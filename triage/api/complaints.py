@@ -130,6 +130,14 @@ def close(complaint_id: int, body: CloseIn, session: Session = Depends(get_sessi
     return _detail(session, complaint_id)
 
 
+@router.post("/complaints/{complaint_id}/reject", response_model=ComplaintDetail, summary="驳回答复（退回承办单位重新办理）")
+def reject_reply(complaint_id: int, body: ReasonIn, session: Session = Depends(get_session),
+                 actor: str = Depends(get_actor), now: datetime = Depends(get_now)) -> ComplaintDetail:
+    service.reject_reply(session, complaint_id=complaint_id, actor=actor, reason=body.reason, now=now)
+    session.commit()
+    return _detail(session, complaint_id)
+
+
 @router.post("/complaints/{complaint_id}/return", response_model=ComplaintDetail, summary="退单")
 def return_(complaint_id: int, body: ReasonIn, session: Session = Depends(get_session),
             actor: str = Depends(get_actor), now: datetime = Depends(get_now)) -> ComplaintDetail:

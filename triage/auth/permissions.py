@@ -20,8 +20,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "complaints.read": frozenset({D, U, M, A}),
     "complaints.read_all": frozenset({D, M, A}),  # lists that are not (yet) filtered to a unit
     "complaints.assign": frozenset({D, A}),  # assign, merge, reopen, triage retry: the dispatcher's desk
-    "complaints.work": frozenset({U, A}),  # draft, reply, return, extend: the unit's work
-    "complaints.close": frozenset({D, U, A}),  # the unit closes, or the dispatcher approves a reply
+    "complaints.work": frozenset({U, A}),  # draft, reply, return: the unit's work
+    "complaints.extend": frozenset({D, U, A}),  # the unit asks for more time; the dispatcher may grant it too
+    # Review: the unit submits its reply, the dispatcher approves it (办结) or sends it back (驳回); a unit closing
+    # its own case would skip the review that 12345 requires.
+    "complaints.close": frozenset({D, A}),
     "metrics.read": frozenset({D, M, A}),
     "knowledge.read": frozenset({D, U, M, A}),
     "knowledge.manage": frozenset({A}),
@@ -33,7 +36,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 
 # Permissions whose {complaint_id} routes check the unit of unit staff: "read" (ever assigned to the unit) or
 # "act" (assigned to it now).
-UNIT_SCOPED = {"complaints.read": "read", "complaints.work": "act", "complaints.close": "act"}
+UNIT_SCOPED = {"complaints.read": "read", "complaints.work": "act", "complaints.extend": "act"}
 
 ROUTES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/health"): None,
@@ -50,8 +53,9 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/complaints/{complaint_id}/draft"): "complaints.work",
     ("POST", "/api/complaints/{complaint_id}/reply"): "complaints.work",
     ("POST", "/api/complaints/{complaint_id}/return"): "complaints.work",
-    ("POST", "/api/complaints/{complaint_id}/extend"): "complaints.work",
+    ("POST", "/api/complaints/{complaint_id}/extend"): "complaints.extend",
     ("POST", "/api/complaints/{complaint_id}/close"): "complaints.close",
+    ("POST", "/api/complaints/{complaint_id}/reject"): "complaints.close",
     ("GET", "/api/metrics"): "metrics.read",
     ("GET", "/api/report"): "metrics.read",
     ("GET", "/api/relapses"): "metrics.read",
@@ -83,8 +87,9 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/complaints/{complaint_id}/draft"): "complaints.work",
     ("POST", "/complaints/{complaint_id}/reply"): "complaints.work",
     ("POST", "/complaints/{complaint_id}/return"): "complaints.work",
-    ("POST", "/complaints/{complaint_id}/extend"): "complaints.work",
+    ("POST", "/complaints/{complaint_id}/extend"): "complaints.extend",
     ("POST", "/complaints/{complaint_id}/close"): "complaints.close",
+    ("POST", "/complaints/{complaint_id}/reject"): "complaints.close",
     ("GET", "/dashboard"): "metrics.read",
     ("GET", "/dashboard.csv"): "metrics.read",
     ("GET", "/report"): "metrics.read",

@@ -105,7 +105,7 @@ STATUS_ZH = {
 }
 ACTION_ZH = {
     "assign": "派单", "return": "退单", "extend": "延期", "reply": "提交答复", "close": "办结", "reopen": "重办",
-    "merge": "合并", "draft": "起草答复", "triage": "分拣",
+    "merge": "合并", "draft": "起草答复", "triage": "分拣", "reject_reply": "驳回答复",
 }
 
 
@@ -686,6 +686,25 @@ def submit_reply(session: Session, *, complaint_id: int, actor: str, reply: str,
     c.status, c.reply, c.result = Status.replied.value, reply_v, result_v
     _event(session, c, kind="reply", actor=actor, at=now, from_status=prev, to_status=c.status,
            data={"result": result_v})
+    _flush(session)
+    return c
+
+
+def reject_reply(session: Session, *, complaint_id: int, actor: str, reason: str,
+                 now: datetime | None = None) -> Complaint:
+    """replied → assigned (驳回): the dispatcher's review sends the unit's reply back with a reason, to the same
+    unit under the same deadline. The reply stays among the drafts; no closure is recorded (a close and reopen
+    would count a false 办结 and a 重办)."""
+    now = _now(now)
+    c = _lock(session, complaint_id)
+    if c.status != Status.replied.value:
+        raise _illegal("reject_reply", c)
+    reason_v = _require_text(reason, "reason", "驳回理由", 2000)
+    prev = c.status
+    rejected = {"reply": c.reply, "result": c.result}
+    c.status, c.reply, c.result = Status.assigned.value, None, None
+    _event(session, c, kind="reject_reply", actor=actor, at=now, from_status=prev, to_status=c.status,
+           reason=reason_v, data=rejected)
     _flush(session)
     return c
 

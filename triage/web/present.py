@@ -154,8 +154,8 @@ def event_details(kind: str, data: dict[str, Any]) -> str:
             parts.append(f"核查结果：{data['result']}")
         if data.get("on_time") is not None:
             parts.append("按时办结" if data["on_time"] else "超期办结")
-    elif kind == "reply" and data.get("result"):
-        parts.append(f"核查结果：{data['result']}")
+    elif kind in ("reply", "reject_reply") and data.get("result"):
+        parts.append(f"{'被驳回的' if kind == 'reject_reply' else ''}核查结果：{data['result']}")
     elif kind == "reopen":
         parts.append(f"重办单位：{unit_kind_name(data.get('unit_type'))}")
     elif kind == "merge" and data.get("parent_id"):

@@ -48,6 +48,8 @@ from triage.api.deps import (
     resolve,
 )
 from triage.auth.deps import WEB_TOKEN_COOKIE, auth_mode, get_unit_scope, staff_queue_status
+from triage.auth.models import Role
+from triage.auth.permissions import UNIT_SCOPED, allowed
 from triage.metrics import compute_metrics, period_bounds
 from triage.queue import service
 from triage.queue.models import OPEN_STATUSES, Complaint, Status
@@ -441,6 +443,19 @@ def intake_submit(text: str = Form(""), address: str = Form(""), contact: str = 
 
 
 # --------------------------------------------------------------------------------------------- case page
+def _may(request: Request, permission: str, c: Complaint) -> bool:
+    """Whether the page offers an action: a form the user could only get a 403 for is left out (each route still
+    checks). Dev mode (no login) offers everything."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None or principal.dev:
+        return True
+    if not allowed(principal.role, permission):
+        return False
+    if principal.role == Role.unit_staff.value and UNIT_SCOPED.get(permission) == "act":
+        return c.unit_type == principal.unit_type
+    return True
+
+
 def _case_ctx(p: Page, complaint_id: int) -> dict[str, Any]:
     p.session.expire_all()
     c = service.get_complaint(p.session, complaint_id)
@@ -456,14 +471,20 @@ def _case_ctx(p: Page, complaint_id: int) -> dict[str, Any]:
     st = c.status
     latest = c.drafts[-1] if c.drafts else None
     events = [{"e": e, "details": present.event_details(e.kind, e.data)} for e in c.events]
+    may = lambda permission: _may(p.request, permission, c)  # noqa: E731
     can = {
         "assign": st in (Status.received.value, Status.triaged.value, Status.returned.value)
-        and c.merged_into is None,
-        "work": st == Status.assigned.value,
-        "draft": st in (Status.assigned.value, Status.replied.value),
-        "close": st in (Status.assigned.value, Status.replied.value),
-        "reopen": st == Status.closed.value and c.merged_into is None,
-        "merge": st in open_values and c.merged_into is None,
+        and c.merged_into is None and may("complaints.assign"),
+        "return": st == Status.assigned.value and may("complaints.work"),
+        "extend": st == Status.assigned.value and may("complaints.extend"),
+        # While a reply waits for review only a reviewer who may also draft (admin, dev mode) redrafts it.
+        "draft": may("complaints.work") and (st == Status.assigned.value
+                                             or (st == Status.replied.value and may("complaints.close"))),
+        "reply": st == Status.assigned.value and may("complaints.work"),
+        "close": st in (Status.assigned.value, Status.replied.value) and may("complaints.close"),
+        "reject": st == Status.replied.value and may("complaints.close"),
+        "reopen": st == Status.closed.value and c.merged_into is None and may("complaints.assign"),
+        "merge": st in open_values and c.merged_into is None and may("complaints.assign"),
     }
     pt, sub, ut, un = _labels(c)
     return {
@@ -579,6 +600,15 @@ def return_action(complaint_id: int, reason: str = Form(""), p: Page = Depends(p
         return "已退单，投诉回到调度员待派单。"
 
     return _act(p, complaint_id, run, "work", {"return_reason": reason})
+
+
+@router.post("/complaints/{complaint_id}/reject")
+def reject_action(complaint_id: int, reason: str = Form(""), p: Page = Depends(page)) -> Response:
+    def run() -> str:
+        service.reject_reply(p.session, complaint_id=complaint_id, actor=p.actor, reason=reason, now=p.now)
+        return "已驳回答复，投诉退回承办单位重新办理，期限不变。"
+
+    return _act(p, complaint_id, run, "draft", {"reject_reason": reason})
 
 
 @router.post("/complaints/{complaint_id}/extend")
