@@ -288,6 +288,16 @@ def test_the_dispatcher_sends_a_reply_back_without_a_closure(session, triager, s
     assert sink[0]["reply"] == "11月2日核查，已责令安装净化器。"
 
 
+def test_an_extension_to_a_rest_day_is_kept_and_says_so(session, triager):
+    now = bj(2026, 12, 1, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    service.assign(session, complaint_id=cid, actor="d", now=now)
+    a = service.extend(session, complaint_id=cid, actor="u", reason="需检测", deadline="2026-12-26", now=now)
+    assert a.deadline_note == "新期限 2026-12-26 为休息日"  # a Saturday
+    a = service.extend(session, complaint_id=cid, actor="u", reason="需检测", deadline="2026-12-28", now=now)
+    assert a.deadline_note is None  # a Monday
+
+
 def test_extension_limit(session, triager):
     now = bj(2026, 11, 2, 9)
     cid = service.intake(session, text=FUMES, triager=triager, now=now).id

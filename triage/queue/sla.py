@@ -327,7 +327,10 @@ class Sla:
                 d = date(d.year + 1, 1, 1)
                 continue
             d += timedelta(days=1)
-        return fallback_note(years)
+        notes = [fallback_note(years)] if years else []
+        if not self.calendar.is_workday(b):  # allowed (the office decides), but the unit should know
+            notes.insert(0, f"新期限 {b.isoformat()} 为休息日")
+        return "；".join(notes) or None
 
     def add_working_days(self, start: datetime, n: int) -> tuple[datetime, str | None]:
         day, est = self.calendar.add_working_days(local_date(start), n)
