@@ -93,6 +93,11 @@ def test_queue_lists_in_urgency_order_with_badges_and_filters(app, client, clock
     assert set(queue_ids(late)) == {fumes, noise, vague, again} and "超期" in late
     bad = client.get("/?status=nonsense")
     assert bad.status_code == 200 and "未知的状态" in bad.text and queue_ids(bad.text) == []
+    # Once the dispatcher has decided, the model's confidence (and its doubt) no longer describe the row.
+    post(client, f"/complaints/{vague}/assign", {"action": "override", "pollution_type": "air",
+                                                  "unit_type": "ecology_environment"})
+    row = client.get("/").text.split(f'data-id="{vague}"', 1)[1].split("</tr>", 1)[0]
+    assert "置信度低" not in row and ">人工<" in row and "%" not in row
 
 
 def test_countdown_reads_in_working_days_or_hours():

@@ -975,7 +975,9 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
             p = 3
         else:
             p = 4
-        entries.append(QueueEntry(c, overdue, soon, bool(s and s.low_confidence), p, PRIORITY_REASONS[p]))
+        # Low confidence is the model's doubt: once a dispatcher has set the labels it no longer applies.
+        low = bool(s and s.low_confidence) and c.pollution_type is None
+        entries.append(QueueEntry(c, overdue, soon, low, p, PRIORITY_REASONS[p]))
     far = datetime.max.replace(tzinfo=now.tzinfo)
     entries.sort(key=lambda e: (e.priority, e.complaint.deadline or far, e.complaint.received_at, e.complaint.id))
     return entries[:limit]

@@ -271,7 +271,9 @@ def _queue_row(entry: service.QueueEntry, now: datetime, sla: Sla) -> dict[str, 
     pt, st, ut, un = _labels(c)
     return {
         "c": c, "pollution_type": pt, "subtype": st, "unit_type": ut, "unit_name": un,
-        "confidence": s.confidence if s else None, "low": entry.low_confidence, "overdue": entry.overdue,
+        # The model's confidence belongs to its own labels: none once a dispatcher has decided them.
+        "confidence": s.confidence if s and c.pollution_type is None else None, "low": entry.low_confidence,
+        "overdue": entry.overdue,
         "due_soon": entry.due_soon, "reason": entry.priority_reason,
         "countdown": present.countdown(c.deadline, now, sla, open_=c.is_open),
         "bulk": c.status == Status.triaged.value and s is not None and not s.low_confidence
