@@ -315,6 +315,9 @@ def test_the_case_page_offers_each_role_only_what_it_may_do(anon, h, token_app):
     assert "驳回答复" in anon.get(f"/complaints/{mine}", headers=h["cg"]).text  # the trail says why
     empty = anon.post(f"/complaints/{mine}/reject", data={"reason": " "}, headers=h["disp"])
     assert empty.status_code == 409  # not in review any more: refused with the page, nothing changed
+    refused = anon.post(f"/complaints/{mine}/merge", data={"parent_id": "1"}, headers=h["cg"])
+    assert refused.status_code == 403
+    assert 'data-user="cg"' in refused.text and 'href="/import"' not in refused.text  # still the user's own nav
 
 
 def test_web_login_cookie_logout(anon, h, token_app):

@@ -66,6 +66,7 @@ def get_principal(request: Request, credentials: HTTPAuthorizationCredentials | 
             principal = resolve_token(session, token)
         if principal is None:
             raise AuthError("令牌无效或已过期，请重新登录 / invalid or expired token; log in again")
+        request.state.identity = principal  # who it is, even when refused: the 403 page still shows the user
         enforce(request, principal)  # whichever route asks who calls (API, Open311, web page) is checked
     request.state.principal = principal
     return principal

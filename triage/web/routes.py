@@ -132,7 +132,7 @@ def _has_demo(app) -> bool:
 
 def render(request: Request, name: str, ctx: dict[str, Any], status_code: int = 200) -> HTMLResponse:
     flashes = _decode_flash(request.cookies.get(FLASH_COOKIE)) + list(ctx.pop("messages", []))
-    principal = getattr(request.state, "principal", None)
+    principal = getattr(request.state, "principal", None) or getattr(request.state, "identity", None)
     full = {"flashes": flashes, "has_demo": _has_demo(request.app),
             "demo_state": getattr(request.app.state, "web_demo", None), "nav": ctx.get("nav", ""),
             "user": principal if principal is not None and not principal.dev else None, **ctx}
