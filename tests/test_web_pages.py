@@ -14,6 +14,7 @@ from web_support import BAD_ROWS_CSV, make_app
 from triage.queue import service
 from triage.queue.models import Complaint
 from triage.settings import Settings
+from triage.web import present
 
 FUMES = "市民来电反映：石井街石潭路88号楼下烧烤店油烟直排，熏得无法开窗，请城管核实处理！"
 NOISE = "市民来电反映：均禾街清湖村新市场旁工地夜间施工噪音扰民，请核实处理。"
@@ -154,6 +155,8 @@ def test_accept_then_override_elsewhere_and_refusals_keep_the_form(app, client):
     assert r.headers["location"] == f"/complaints/{a}#dispatch"
     page = client.get(r.headers["location"]).text
     assert "已采纳建议，派至测试区urban_management" in page and "派单情况" in page
+    contact = load(app, a).assignment.contact_deadline
+    assert contact is not None and f"先行联系来电人期限 {present.fmt_dt(contact)}" in page
     assert load(app, a).assignment.accepted_suggestion is True
 
     b = intake(client, SEWAGE)
