@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from triage.classify.routing import get_routing, is_night
 from triage.classify.service import Triager
 from triage.embeddings import get_embedder
 from triage.kb.cases import CaseRow, store_cases
-from triage.kb.store import KnowledgeStore, make_client
+from triage.kb.store import REGULATIONS, KnowledgeStore, make_client
 from triage.settings import Settings
 from triage.taxonomy import UNIT_TYPES, get_taxonomy
 
@@ -100,6 +101,31 @@ def test_cold_start_uses_taxonomy_knowledge(tmp_path, embedder):
         assert s.unit_decided_by.startswith("规则"), s.unit_decided_by
         assert 0 < s.confidence <= 1
         assert s.versions["taxonomy"].startswith("taxonomy-")
+
+
+def test_the_articles_shown_govern_the_suggested_kind_of_complaint(tmp_path, embedder):
+    """Nearness alone listed vehicle exhaust and radiation articles for cooking fumes; the digest's articles for
+    the subtype come first and entries it tags with other types only stay out."""
+    from triage.drafting.basis import curated_for
+    from triage.kb.regulations import ingest_default_knowledge, law_key
+
+    store = _store(tmp_path)
+    settings = Settings(data_dir=tmp_path)
+    ingest_default_knowledge(settings, store, embedder)
+    triager = Triager(store=store, embedder=embedder, settings=settings)
+    for text, ptype, subtype in COLD:
+        s = triager.suggest(text, occurred_at=datetime(2026, 11, 20, 9))
+        assert s.pollution_type == ptype and s.regulations, text
+        governs: dict = {}  # article → the types the digest's entries on it govern (one article, several entries)
+        for m in store.get_all(REGULATIONS)["metadatas"]:
+            key = (law_key(m["law"]), m.get("article_no"))
+            governs.setdefault(key, set()).update(t.split(".")[0] for t in (m.get("subtypes") or "").split(",") if t)
+        for r in s.regulations:
+            g = governs.get((law_key(r.law), r.article_no), set())
+            assert not g or ptype in g or "general" in g, (text, r.law, r.article, g)
+        own = {(law_key(e.law), e.article_no) for e in curated_for(s.subtype, date(2026, 11, 20), general=False)}
+        if own:
+            assert (law_key(s.regulations[0].law), s.regulations[0].article_no) in own, (text, s.regulations[0])
 
 
 def test_history_overrules_the_rule_and_says_so(tmp_path, embedder):

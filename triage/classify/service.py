@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 K_CASES = 10
 K_REGULATIONS = 8
 K_DIGEST = 5
+CURATED_FIRST = 3  # the digest's own articles for the suggested subtype listed first, at most this many
 LOW_CONFIDENCE = 0.6
 ALTERNATIVES = 3  # listed beside each suggestion; `triage eval` scores the top-3 as the suggestion + the first two
 # Member weights in the log-linear pool; history members are further scaled by `history_trust`. The tuned member
@@ -438,7 +439,8 @@ class Triager:
             support = self._rule_support(full, pooled, occurred_at)
         unit_alts = self._unit_alternatives(unit, unit_p, support)
         # A complaint that is not ours gets no environmental articles: they would only mislead the dispatcher.
-        regulations = self._regulations(qvec, occurred_at) if with_regulations and ptype != NOT_ENV else []
+        regulations = (self._regulations(qvec, occurred_at, ptype, subtype)
+                       if with_regulations and ptype != NOT_ENV else [])
         confidence = float(pooled.types[t_idx])
         return Suggestion(
             pollution_type=ptype, subtype=subtype, unit_type=unit,
@@ -485,15 +487,35 @@ class Triager:
             p[units.index(ruled[1] if ruled else "dispatch_center")] += p_sub[j]
         return p / p.sum()
 
-    def _regulations(self, qvec: np.ndarray, occurred_at: datetime | None) -> list[CitedRegulation]:
+    def _regulations(self, qvec: np.ndarray, occurred_at: datetime | None, ptype: str,
+                     subtype: str) -> list[CitedRegulation]:
+        """The articles in force a dispatcher sees as evidence: first our digest's articles for the suggested
+        subtype, then the nearest articles. Nearness alone listed vehicle exhaust and electromagnetic radiation for
+        a cooking-fumes complaint (e5 puts every article of the digest at about the same distance); a digest
+        entry tagged only with other types is left out, statute text (untagged) is kept by nearness."""
+        from triage.drafting.basis import curated_for
+        from triage.kb.regulations import law_key
+
         on = (occurred_at or datetime.now()).date()
+        hits = []
+        curated = {(law_key(e.law), e.article_no) for e in curated_for(subtype, on, general=False)}
+        if curated:
+            nos = sorted({no for _, no in curated})
+            where = {"$and": [{"source": "digest"}, {"article_no": {"$in": nos}}]}
+            hits += [h for h in self.store.query(REGULATIONS, qvec, k=2 * len(nos), where=where)
+                     if (law_key(h.metadata.get("law", "")), h.metadata.get("article_no")) in curated
+                     ][:CURATED_FIRST]
+        hits += self.store.query(REGULATIONS, qvec, k=K_REGULATIONS * 2)
         out = []
         cited: set[tuple[str, str]] = set()
-        for h in self.store.query(REGULATIONS, qvec, k=K_REGULATIONS * 2):
+        for h in hits:
             m = h.metadata
             key = (m.get("law", ""), m.get("article", ""))
             if key in cited:
                 continue  # the digest splits one article into its provisions; list the article once, best first
+            governs = {t.split(".")[0] for t in str(m.get("subtypes") or "").split(",") if t}
+            if governs and ptype not in governs and "general" not in governs:
+                continue  # our digest says this article governs other kinds of complaint
             force = _in_force(m, on)
             if not force:
                 continue  # replies cite the law in force on the date of the facts
