@@ -137,6 +137,26 @@ def test_a_column_of_the_shared_format_wins_over_an_alias_and_a_file_without_tex
         read_cases_file(tmp_path / "none.csv")
 
 
+def test_blank_lines_count_in_row_numbers_as_a_spreadsheet_shows_them(tmp_path):
+    f = tmp_path / "blank.csv"
+    f.write_text("工单编号,诉求内容,受理时间\nW001,楼下烧烤店油烟直排,2026-10-10\n\nW002,,2026-10-10\n,,\n"
+                 "W003,河涌发黑发臭,2026-10-11\n", encoding="utf-8")
+    rows, errors = read_cases_file(f)
+    assert [(r.row, r.order_id) for r in rows] == [(2, "W001"), (6, "W003")]
+    assert [(e.row, "text" in e.reason) for e in errors] == [(4, True)]  # line 4 in an editor and a spreadsheet
+
+
+def test_dates_as_chinese_exports_write_them(tmp_path):
+    f = tmp_path / "dates.csv"
+    f.write_text("工单编号,诉求内容,受理时间\n"
+                 "A,油烟直排,2026年3月5日\nB,夜间施工噪音,2026年03月05日 09:30:00\nC,河涌发臭,2026年3月5日 9时30分\n"
+                 "D,露天焚烧,45000\nE,工地扬尘,2026年13月5日\nF,垃圾乱堆,前天\n", encoding="utf-8")
+    rows, errors = read_cases_file(f)
+    assert {r.order_id: r.occurred_at[:16] for r in rows} == {
+        "A": "2026-03-05T00:00", "B": "2026-03-05T09:30", "C": "2026-03-05T09:30", "D": "2023-03-15T00:00"}
+    assert [(e.row, "无法识别的日期" in e.reason) for e in errors] == [(6, True), (7, True)]
+
+
 def test_unreadable_files_are_refused(tmp_path):
     (tmp_path / "x.pdf").write_bytes(b"%PDF")
     with pytest.raises(CaseFileError):

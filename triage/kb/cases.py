@@ -178,12 +178,13 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
                 nonlocal done
                 for cells in reader:
                     done = reader.line_num
-                    if cells:  # blank lines are skipped and not counted, as csv.DictReader does
-                        yield cells
+                    yield cells  # blank lines too: a spreadsheet shows them as rows, so they are counted
 
             rows = records()
             keys, n = _take_header(rows)
             for i, cells in enumerate(rows, start=n + 1):
+                if not any(c.strip() for c in cells):
+                    continue
                 if len(cells) > len(keys):  # more cells than the header: an unquoted comma split the row
                     yield i, {"__error__": "列数多于表头（内容里的逗号可能未加引号） / more cells than the header "
                                            "(an unquoted comma?)"}
@@ -270,7 +271,7 @@ def validate_record(row: int, rec: dict[str, Any]) -> CaseRow | RowError:
     occurred = _cell(rec, "occurred_at")
     if occurred:
         try:
-            parsed = dateparser.parse(occurred)
+            parsed = parse_when(occurred)
         except (ValueError, OverflowError):
             return RowError(row, f"无法识别的日期 '{occurred}' / unparseable occurred_at")
         if parsed.replace(tzinfo=None) > datetime.now() + timedelta(days=1):
@@ -280,6 +281,23 @@ def validate_record(row: int, rec: dict[str, Any]) -> CaseRow | RowError:
     return CaseRow(row=row, order_id=order_id, text=text, pollution_type=ptype, subtype=subtype,
                    unit_type=unit, unit_raw=_cell(rec, "unit_raw"), reply=_cell(rec, "reply"),
                    occurred_at=occurred, address=_cell(rec, "address"))
+
+
+_ZH_DATE = re.compile(r"^\s*(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]?\s*(.*)$")
+_EXCEL_SERIAL = re.compile(r"^\s*\d{5}(\.\d+)?\s*$")
+
+
+def parse_when(value: str) -> datetime:
+    """A date as 12345 exports write it: ISO and its variants, 2026年3月5日 9时30分, or the day number a
+    spreadsheet shows when a date cell lost its format (45000 = 2023-03-15). ValueError otherwise."""
+    m = _ZH_DATE.match(value)
+    if m:
+        clock = re.sub(r"[时点分]", ":", m.group(4)).replace("秒", "").strip().rstrip(":")
+        clock = f"{clock}:00" if clock.isdigit() else clock  # 9点 → 9:00
+        value = f"{m.group(1)}-{m.group(2)}-{m.group(3)} {clock}".strip()
+    elif _EXCEL_SERIAL.match(value):
+        return datetime(1899, 12, 30) + timedelta(days=float(value))  # the 1900 date system, as Excel counts
+    return dateparser.parse(value)
 
 
 def read_cases_file(path: Path) -> tuple[list[CaseRow], list[RowError]]:
