@@ -153,3 +153,18 @@ def test_retriever_receives_text_date_and_subtype(retriever):
     draft_reply(req, settings=NO_LLM, retriever=retriever)
     call = retriever.calls[-1]
     assert call["on"] == date(2026, 12, 1) and call["subtype"] == "noise.construction" and "夜间施工" in call["text"]
+
+
+def test_a_matter_that_is_not_environmental_gets_no_environmental_reply(retriever):
+    """A 户口 or 房产证 question re-dispatched to 公安 or 住建 was answered with an on-site pollution inspection and
+    a polluter's duty from the Code, and the quality check saw nothing wrong."""
+    req = DraftRequest(complaint_text="我想咨询一下孩子入学的户口迁移需要什么材料，请派出所告知。",
+                       occurred_at=datetime(2026, 11, 20, 9), pollution_type="not_environmental", subtype="",
+                       unit_type="public_security", unit_name="均禾派出所")
+    before = len(retriever.calls)
+    draft = draft_reply(req, settings=NO_LLM, retriever=retriever)
+    assert len(retriever.calls) == before  # no environmental article is looked for
+    assert draft.citations == [] and "《" not in draft.text
+    for wrong in ("环境问题", "赴现场核查", "污染", "生态环境保护"):
+        assert wrong not in draft.text, wrong
+    assert "依职责" in draft.text and "均禾派出所" in draft.text and "不属于生态环境事项" in draft.notice

@@ -19,6 +19,7 @@ from triage.drafting.dates import as_date, today
 from triage.drafting.llm import LLMUnavailable, llm_configured
 from triage.drafting.prompts import PromptFileError
 from triage.drafting.quality import check_draft
+from triage.taxonomy import NOT_ENV
 from triage.drafting.retrieval import articles_known, call_retriever, kb_known_articles, kb_retriever
 from triage.drafting.template import template_draft
 from triage.drafting.types import Draft, DraftRequest
@@ -53,8 +54,10 @@ def draft_reply(req: DraftRequest, *, settings: Settings, retriever=None, exampl
 
     articles: list[dict] = []
     try:
-        retr = retriever if retriever is not None else kb_retriever(settings)
-        articles = call_retriever(retr, req.complaint_text, on, k=N_ARTICLES, subtype=req.subtype)
+        # No environmental article fits a matter that is not environmental: none is offered to either drafter.
+        if req.pollution_type != NOT_ENV:
+            retr = retriever if retriever is not None else kb_retriever(settings)
+            articles = call_retriever(retr, req.complaint_text, on, k=N_ARTICLES, subtype=req.subtype)
     except Exception as exc:  # noqa: BLE001 - a draft without retrieval is still a draft
         log.warning("regulation retrieval failed: %s", exc)
         notes.append("法规检索暂不可用，法律依据取自内置法条摘要，请核对")

@@ -154,7 +154,8 @@ class ComplaintSummary:
 def summarize(text: str, *, subtype: str | None = None, pollution_type: str | None = None,
               address: str | None = None) -> ComplaintSummary:
     ptype = pollution_type or (subtype.split(".")[0] if subtype else None)
-    issue = ISSUE_LABELS.get(subtype or "") or ISSUE_LABELS.get(ptype or "") or "环境"
+    issue = ISSUE_LABELS.get(subtype or "") or ISSUE_LABELS.get(ptype or "") or (
+        "有关" if ptype == "not_environmental" else "环境")
     text = (text or "").replace("[电话]", "")
     text = re.sub(r"(?:https?://|www\.)\S+|\S*\.(?:com|cn|net|html?)\S*", "", text)  # links and their debris
     clauses = [c for c in (_strip_lead(c) for c in _clauses(text)) if c]

@@ -21,6 +21,7 @@ from triage.drafting.dates import as_date, today
 from triage.drafting.summary import ISSUE_LABELS, summarize
 from triage.drafting.types import Citation, Draft, DraftRequest
 from triage.kb.regulations import article_label, article_no, law_key
+from triage.taxonomy import NOT_ENV
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 REPLY_TEMPLATE = "reply.txt.j2"
@@ -113,6 +114,9 @@ _TYPE_DEFAULT = ("现场情况和问题成因", [
     "组织人员核查现场，查明问题来源和责任主体",
     "对发现的问题督促责任方限期整改，违法的依法处理",
     "加强巡查，跟踪整改效果"])
+_NOT_OURS_ACTIONS = ("您反映事项的具体情况", [
+    "在职责范围内办理您反映的事项",
+    "将办理结果及时告知您"])
 _ORDINALS = "一二三四五六七八九"
 
 _THANKS = {
@@ -260,15 +264,23 @@ def render_template_reply(req: DraftRequest, *, articles: list[dict], facts_date
     ptype = req.pollution_type or (subtype.split(".")[0] if subtype else "")
     summary = summarize(req.complaint_text, subtype=subtype or None, pollution_type=ptype or None,
                         address=req.address)
-    focus, measures = _ACTIONS.get(subtype) or _ACTIONS.get(f"{ptype}.other") or _TYPE_DEFAULT
-    basis = select_basis(articles, subtype=subtype or None, on=on)
+    not_ours = ptype == NOT_ENV  # re-dispatched elsewhere: no site inspection of pollution, no environmental law
+    if not_ours:
+        focus, measures = _NOT_OURS_ACTIONS
+        basis: list[BasisItem] = []
+    else:
+        focus, measures = _ACTIONS.get(subtype) or _ACTIONS.get(f"{ptype}.other") or _TYPE_DEFAULT
+        basis = select_basis(articles, subtype=subtype or None, on=on)
     unit = (req.unit_name or "").strip() or _GENERIC_UNIT.get(req.unit_type or "", "") or "我们"
     ref = self_reference(req.unit_name) if req.unit_name else ("我们" if unit == "我们" else "我单位")
     notes: list[str] = []
     findings = _sentence(req.findings or "")
     if not findings:
-        notes.append("未提供核查情况：草稿以“将赴现场核查”的表述代替，请补充核查结果后再答复。")
-    if not basis:
+        notes.append("未提供办理情况：草稿以“将依职责核实办理”的表述代替，请补充后再答复。" if not_ours else
+                     "未提供核查情况：草稿以“将赴现场核查”的表述代替，请补充核查结果后再答复。")
+    if not_ours:
+        notes.append("该诉求不属于生态环境事项：草稿不引用环境法律，请按承办单位的职责补充办理依据。")
+    elif not basis:
         notes.append("未检索到事实发生日有效的相关法条，法律依据部分为概括表述，请补充。")
     actions = _sentence(req.actions or "")
     follow_up = measures[-1] if actions and measures else ""
@@ -287,7 +299,9 @@ def render_template_reply(req: DraftRequest, *, articles: list[dict], facts_date
         "measures": measures[: len(_ORDINALS)],
         "ordinals": _ORDINALS,
         "basis": basis,
-        "thanks_topic": _THANKS.get(req.unit_type or "", "生态环境保护工作"),
+        "thanks_topic": _THANKS.get(req.unit_type or "", "我们工作" if not_ours else "生态环境保护工作"),
+        "not_ours": not_ours,
+        "general_basis": "有关规定依职责办理" if not_ours else "生态环境保护相关法律法规的规定依法处理",
         "contact_unit": (req.unit_name or "").strip(),
         "signature": (req.unit_name or "").strip(),
         "date": _cn_date(draft_date or today()),
@@ -306,4 +320,4 @@ def template_draft(req: DraftRequest, *, articles: list[dict], facts_date: date 
     text, basis, notes = render_template_reply(req, articles=articles, facts_date=facts_date,
                                                draft_date=draft_date)
     return Draft(text=text, citations=[b.citation() for b in basis], generator=GENERATOR,
-                 prompt_version=template_version(), notice="；".join(notes) or None)
+                 prompt_version=template_version(), notice="；".join(n.rstrip("。") for n in notes) or None)
