@@ -79,7 +79,8 @@ def test_template_on_real_haikou_complaints(retriever):
         # findings missing → neutral planned verification + visible notice
         assert "将安排工作人员赴现场核查" in draft.text
         assert "未提供核查情况" in (draft.notice or "")
-        assert all(c.law == CODE for c in draft.citations)  # facts after 2026-08-15: the Code only
+        # facts after 2026-08-15: none of the single laws the Code repealed (other laws of the digest may apply)
+        assert not any("防治法" in c.law or c.law.endswith("环境保护法") for c in draft.citations), draft.citations
 
 
 @needs_replies
@@ -168,3 +169,24 @@ def test_a_matter_that_is_not_environmental_gets_no_environmental_reply(retrieve
     for wrong in ("环境问题", "赴现场核查", "污染", "生态环境保护"):
         assert wrong not in draft.text, wrong
     assert "依职责" in draft.text and "均禾派出所" in draft.text and "不属于生态环境事项" in draft.notice
+
+
+@pytest.mark.parametrize("subtype, text, expected", [
+    ("noise.construction", "均禾街清湖村某工地凌晨还在施工打桩，噪音非常大", {(NOISE, 40), (NOISE, 43)}),
+    ("air.dust", "工地渣土裸露不覆盖，刮风时扬尘很大", {(AIR, 69)}),  # beside 市容条例 34, the digest's too
+])
+def test_before_the_code_the_digests_repealed_law_is_cited_when_the_store_holds_only_the_code(subtype, text,
+                                                                                              expected):
+    """On a fresh install the knowledge base holds only the digest, stored under the Code: for facts of
+    2026-08-14 no Code article it returns is in force, and a loose hit (治安管理处罚法 on construction noise) or a
+    minor entry it did find (市容条例 on dust) was cited alone instead of the single law then in force."""
+    loose = [{"law": "中华人民共和国治安管理处罚法", "article": "第八十八条", "in_force": True,
+              "text": "违反关于社会生活噪声污染防治的法律规定，制造噪声干扰他人正常生活的，处警告"},
+             {"law": "城市市容和环境卫生管理条例", "article": "第三十四条", "in_force": True,
+              "text": "随地吐痰、便溺，乱扔果皮、纸屑和烟头等废弃物的"}]
+    req = DraftRequest(complaint_text=text, occurred_at=datetime(2026, 8, 14, 23, 30), pollution_type=subtype.split(".")[0],
+                       subtype=subtype)
+    draft = template_draft(req, articles=loose, facts_date=date(2026, 8, 14))
+    cited = {(c.law, article_no(c.article)) for c in draft.citations}
+    assert expected <= cited, cited
+    assert "中华人民共和国治安管理处罚法" not in {law for law, _ in cited}

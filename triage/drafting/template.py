@@ -192,9 +192,17 @@ def select_basis(articles: list[dict], *, subtype: str | None, on: date, limit: 
         if key in found:
             a = found[key]
             picked.append(BasisItem(law=a["law"], article_no=entry.article_no, gist=entry.gist))
+    # 2. then our digest's entries for this subtype from laws the retriever returned nothing of (those it searched
+    # and passed over stay out). Before the Code (2026-08-15) these are the repealed single laws, which a knowledge
+    # base holding only the digest (stored under the Code) cannot return; a loose search hit (治安管理处罚法 on
+    # construction noise) or a minor entry found alone (市容条例 on dust) is worse.
+    if curated_for(subtype, on, general=False):
+        searched = {law_key(a.get("law", "")) for a in articles}
+        picked += [BasisItem(law=e.law, article_no=e.article_no, gist=e.gist) for e in curated
+                   if law_key(e.law) not in searched]
     if picked:
         return picked[:limit]
-    # 2. the retriever's best that are plainly about this kind of pollution, summarised from their text
+    # 3. the retriever's best that are plainly about this kind of pollution, summarised from their text
     ptype = (subtype or "").split(".")[0]
     for a in [a for a in usable if _about(a.get("text", ""), ptype)][:limit]:
         no = article_no(a.get("article", a.get("article_no")))
@@ -203,7 +211,7 @@ def select_basis(articles: list[dict], *, subtype: str | None, on: date, limit: 
             picked.append(BasisItem(law=a["law"], article_no=no, gist=gist))
     if picked:
         return picked
-    # 3. nothing retrieved (no knowledge base): our digest, which tests check against the statutes
+    # 4. nothing retrieved (no knowledge base): our digest's general entries
     return [BasisItem(law=e.law, article_no=e.article_no, gist=e.gist) for e in curated[:limit]]
 
 
