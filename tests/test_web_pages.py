@@ -552,3 +552,13 @@ def test_cli_demo_clear_asks_first(tmp_path, monkeypatch):
         assert cleared_marker(get_settings()).exists()
     finally:
         get_settings.cache_clear()
+
+
+def test_an_article_in_force_on_the_facts_date_but_repealed_since_does_not_read_as_current():
+    from datetime import date
+
+    air = "中华人民共和国大气污染防治法"
+    assert present.force_badge(air, True, today=date(2026, 11, 30)) == ("old", "事发时有效（2026年8月15日废止）")
+    assert present.force_badge(air, True, today=date(2026, 8, 1)) == ("ok", "现行有效")  # before the Code
+    assert present.force_badge("中华人民共和国生态环境法典", True) == ("ok", "现行有效")
+    assert present.force_badge("《大气污染防治法》", False)[1] == "已废止"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from triage.queue.service import ACTION_ZH, STATUS_ZH, UNIT_KIND_NAMES
@@ -189,3 +189,17 @@ def generator_name(code: str | None) -> str:
     if code.startswith("merged:"):
         return f"随主件 #{code[7:]} 答复"
     return code
+
+
+def force_badge(law: str, in_force: bool | None, today: date | None = None) -> tuple[str, str]:
+    """(css kind, words) for an article cited on the date of the facts. An article in force then but repealed
+    since (the single laws the Code replaced, on an older case) must not read as 现行有效."""
+    from triage.kb.regulations import KNOWN_REPEALS, law_key
+
+    if not in_force:
+        return "repealed", "已废止"
+    repeals = {law_key(name): day for name, day in KNOWN_REPEALS.items()}
+    day = repeals.get(law_key(law or ""))
+    if day is not None and (today or date.today()) >= day:
+        return "old", f"事发时有效（{day.year}年{day.month}月{day.day}日废止）"
+    return "ok", "现行有效"

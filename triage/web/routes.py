@@ -92,7 +92,8 @@ def _env() -> Environment:
                        status_name=present.status_name, event_name=present.event_name, fmt_dt=present.fmt_dt,
                        pct=present.pct, conf=present.confidence_text, source_name=present.source_name,
                        generator_name=present.generator_name, zh=present.zh, RESULTS=present.RESULTS,
-                       role_name=present.role_name, may_open=_may_open)
+                       role_name=present.role_name, may_open=_may_open,
+                       force_badge=present.force_badge)
     return env
 
 
