@@ -151,3 +151,40 @@ def test_when_the_export_fails_torch_embeds(tmp_path, embedder, monkeypatch, cap
     e = emb.Embedder(embedder.path, backend="onnx", onnx_path=tmp_path / "missing.onnx")
     assert e.backend == "torch" and "embedding with torch" in caplog.text
     assert e.embed_query("夜间施工噪音").shape == (384,)
+
+
+def test_two_processes_on_an_empty_model_cache_build_it_once(tmp_path, monkeypatch):
+    """A server and a CLI import started together on a new machine: the second deleted the first's half-built
+    folder and crashed (FileNotFoundError on …partial). The second now waits and loads what the first built."""
+    import threading
+    import time
+
+    from triage import embeddings
+    from triage.settings import Settings
+
+    builds = []
+
+    def slow_build(target):
+        builds.append(target)
+        time.sleep(0.5)
+        target.mkdir(parents=True)
+        (target / "modules.json").write_text("[]")
+        return target
+
+    monkeypatch.setattr(embeddings, "build_default_model", slow_build)
+    settings = Settings(model_cache_dir=str(tmp_path / "models"), embedding_model=None)
+    got, errors = [], []
+
+    def start():
+        try:
+            got.append(embeddings.ensure_model(settings))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(builds) == 1
+    assert got == [embeddings.default_model_dir(settings)] * 3

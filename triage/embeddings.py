@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from triage.settings import Settings, get_settings
 
@@ -206,8 +207,13 @@ def ensure_model(settings: Settings | None = None) -> Path:
         return path
     path = default_model_dir(settings)
     if not (path / "modules.json").exists():
-        log.warning("building the offline embedding model into %s (once)", path)
-        build_default_model(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Another process may be building it now (a server and an import started together): wait for it, as
+        # building beside it would delete its half-written folder under it.
+        with FileLock(str(path) + ".lock"):
+            if not (path / "modules.json").exists():
+                log.warning("building the offline embedding model into %s (once)", path)
+                build_default_model(path)
     return path
 
 
@@ -381,8 +387,11 @@ class Embedder:
         for attempt in ("load", "export"):
             try:
                 if attempt == "export" or not path.exists():
-                    log.warning("exporting the embedding model to ONNX at %s (once)", path)
-                    export_onnx(self.model, path)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with FileLock(str(path) + ".lock"):  # one process exports; another waits, then loads it
+                        if attempt == "export" or not path.exists():
+                            log.warning("exporting the embedding model to ONNX at %s (once)", path)
+                            export_onnx(self.model, path)
                 enc = _OnnxEncoder(path, self.model.tokenizer, max_length)
                 reference = self.model.encode(ONNX_PROBES, normalize_embeddings=True, convert_to_numpy=True)
                 cosine = float((enc.encode(ONNX_PROBES) * reference).sum(axis=1).min())
@@ -404,8 +413,10 @@ class Embedder:
         for attempt in ("load", "quantise"):
             try:
                 if attempt == "quantise" or not target.exists():
-                    log.info("quantising %s to int8 at %s (once)", self.model_id, target)
-                    quantize_onnx(path, target)
+                    with FileLock(str(target) + ".lock"):
+                        if attempt == "quantise" or not target.exists():
+                            log.info("quantising %s to int8 at %s (once)", self.model_id, target)
+                            quantize_onnx(path, target)
                 enc = _OnnxEncoder(target, exact.tokenizer, exact.max_length)
                 cosine = float((enc.encode(ONNX_PROBES) * reference).sum(axis=1).min())
             except Exception as exc:  # noqa: BLE001 - the exact export still works
