@@ -366,6 +366,22 @@ def test_two_dispatchers_assign_at_once_exactly_one_wins(engine, session, triage
 
 
 # ------------------------------------------------------------------------------ duplicates and relapses
+def test_real_complaints_are_not_linked_to_the_demo_set(session, triager, sink):
+    t0 = bj(2026, 11, 2, 9)
+    demo = service.intake(session, text=FUMES, address="白云区石井街石潭路88号", source="demo", triager=triager,
+                          now=t0)
+    service.assign(session, complaint_id=demo.id, actor="d", now=t0)
+    service.close(session, complaint_id=demo.id, actor="d", reply="已整改。", result="属实", now=t0)
+    demo_open = service.intake(session, text=NOISE, address="清湖村新市场", source="demo", triager=triager, now=t0)
+    real = service.intake(session, text=FUMES, address="白云区石井街石潭路88号", triager=triager,
+                          now=t0 + timedelta(days=3))
+    again = service.intake(session, text=NOISE, address="清湖村新市场", triager=triager, now=t0 + timedelta(days=1))
+    assert (real.relapse_of, again.duplicate_of) == (None, None)
+    demo_again = service.intake(session, text=NOISE, address="清湖村新市场", source="demo", triager=triager,
+                                now=t0 + timedelta(days=1))
+    assert demo_again.duplicate_of == demo_open.id  # the demo set still shows its own links
+
+
 def test_duplicate_flag_merge_and_children_follow_parent(session, triager, sink):
     t0 = bj(2026, 11, 2, 9)
     parent = service.intake(session, text=FUMES, address="白云区石井街石潭路88号", triager=triager, now=t0)

@@ -17,7 +17,7 @@ from datetime import timedelta
 from functools import lru_cache
 
 from rapidfuzz import fuzz
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 # Thresholds, all in one place (0–100 rapidfuzz scores). Calibrated on data/cases/haikou12345_env_dev.csv
@@ -192,6 +192,16 @@ def _candidate_columns(Complaint) -> tuple:  # noqa: N803 - the mapped class, im
     return Complaint.id, Complaint.text, Complaint.address, Complaint.pollution_type, Complaint.subtype
 
 
+def _same_set(Complaint, complaint):  # noqa: N803 - the mapped class, imported late
+    """Real complaints are never linked to the fictitious demo set (a real relapse of demo case #2 was reported),
+    nor demo ones to real ones."""
+    from triage.queue.models import DEMO_SOURCE
+
+    if complaint.source == DEMO_SOURCE:
+        return Complaint.source == DEMO_SOURCE
+    return or_(Complaint.source.is_(None), Complaint.source != DEMO_SOURCE)
+
+
 def _labels(c, suggested: dict[int, Labels]) -> Labels:
     """The dispatcher's labels where the complaint is assigned, else the latest suggestion's."""
     if c.pollution_type:
@@ -211,6 +221,7 @@ def find_duplicate(session: Session, complaint, *, window: timedelta = DUPLICATE
             Complaint.merged_into.is_(None),
             Complaint.received_at >= since,
             Complaint.received_at <= complaint.received_at,
+            _same_set(Complaint, complaint),
         ).order_by(Complaint.received_at.desc()).limit(2000)
     ).all()
     suggested = _suggested(session, [complaint.id] + [r.id for r in rows])
@@ -243,6 +254,7 @@ def find_relapse(session: Session, complaint, *, window: timedelta = RELAPSE_WIN
             Complaint.merged_into.is_(None),
             Complaint.closed_at >= since,
             Complaint.closed_at <= complaint.received_at,
+            _same_set(Complaint, complaint),
         ).order_by(Complaint.closed_at.desc()).limit(5000)
     ).all()
     suggested = _suggested(session, [complaint.id] + [r.id for r in rows])
