@@ -278,7 +278,7 @@ def test_intake_form_validates_in_chinese(app, client):
     first = intake(client, FUMES, external_id="GZ-9", occurred_at="2026-11-01T21:30")
     assert load(app, first).source == "web"
     dup = post(client, "/complaints/new", {"text": FUMES, "external_id": "GZ-9"}, expect=409)
-    assert f"已有投诉 #{first}" in dup.text
+    assert f"已存在（投诉 {first}）" in dup.text and dup.text.count(f"投诉 {first}）") == 1 and "已有投诉" not in dup.text
 
 
 def test_errors_are_chinese_pages_and_user_text_is_escaped(app, client):

@@ -434,9 +434,7 @@ def intake_submit(text: str = Form(""), address: str = Form(""), contact: str = 
                            triager=triager, actor=p.actor, now=p.now, sla=p.sla)
     except service.DomainError as exc:
         p.session.rollback()
-        msg = present.zh(exc.message)
-        if isinstance(exc, service.DuplicateExternalId) and exc.extra.get("id"):
-            msg += f"（已有投诉 #{exc.extra['id']}）"
+        msg = present.zh(exc.message)  # a duplicate external_id already names the complaint that has it
         return render(p.request, "intake.html", {"nav": "intake", "title": "受理投诉", "form": form,
                                                  "messages": [("error", msg)]}, status_code=exc.status_code)
     msgs = [("ok", f"已受理，投诉编号 #{c.id}。")]
