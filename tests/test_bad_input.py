@@ -123,6 +123,8 @@ CATALOGUE = [
     Bad("metrics from 2026-02-30", "GET", "/api/metrics?from=2026-02-30", says="from"),
     Bad("metrics over ten thousand years", "GET", "/api/metrics?from=0001-01-01&to=9999-12-31", says="range"),
     Bad("metrics period reversed", "GET", "/api/metrics?from=2026-11-30&to=2026-11-01", says="from"),
+    Bad("metrics from after today, to left out", "GET", "/api/metrics?from=2099-12-01", says="to defaults to today"),
+    Bad("metrics to a mistyped year", "GET", "/api/metrics?from=2026-11-01&to=2099-12-31", says="at most"),
     Bad("report in year 9999", "GET", "/api/report?from=9999-01-01&to=9999-12-31", says="range"),
     # --- methods and routes
     Bad("wrong method", "PUT", "/api/complaints", json={"text": FUMES}, status=405),

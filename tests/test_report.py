@@ -59,3 +59,13 @@ def test_many_units_are_summarised(session, batch):  # noqa: F811
     ctx = build_context(session, date(2026, 11, 2), date(2026, 11, 15), as_of=bj(2026, 11, 20, 12), max_units=1)
     assert [u["unit_type"] for u in ctx["units"]] == ["urban_management"]
     assert ctx["other_units"] == {"n": 2, "assigned": 2, "handled": 2, "closed": 2, "closure_rate": 1.0}
+
+
+def test_the_cli_refuses_a_mistyped_year_with_a_reason(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from triage.cli import app
+
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    r = CliRunner().invoke(app, ["report", "--from", "2026-11-01", "--to", "2099-12-31"])
+    assert r.exit_code == 2 and "最长 3 年" in r.output and "Traceback" not in r.output

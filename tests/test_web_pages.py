@@ -445,6 +445,7 @@ def test_first_page_view_loads_the_demo_set(tmp_path, clock):
     assert 'data-kpi="received">15<' in dash
     assert 'data-demo-count="15"' in dash  # the manager is told the figures are fictitious
     assert "含演示数据" in client.get("/report").text
+    assert "含演示数据 15 件" in client.get("/dashboard.csv").text.splitlines()[1]  # the export says so too
 
     # Going live: `triage demo clear` deletes the demo set; a real complaint linked to a demo one keeps its row.
     from triage.queue.models import Event

@@ -247,6 +247,10 @@ def report(
         _fail("日期格式应为 YYYY-MM-DD / dates must be YYYY-MM-DD", 2)
     if b < a:
         _fail("结束日期早于开始日期 / --to is before --from", 2)
+    from triage.metrics import MAX_PERIOD_DAYS
+
+    if (b - a).days >= MAX_PERIOD_DAYS:
+        _fail(f"统计期间最长 {MAX_PERIOD_DAYS // 365} 年，请检查日期 / the period spans at most {MAX_PERIOD_DAYS} days", 2)
     print(report_command(a, b, get_settings()))
 
 

@@ -21,12 +21,19 @@ from triage.queue.sla import TZ
 UNCLASSIFIED = "unclassified"
 
 
+MAX_PERIOD_DAYS = 3 * 365 + 1  # a longer period is a mistyped year (2099) and prints thousands of weekly lines
+
+
 def period_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
     """[00:00 of date_from, 00:00 of the day after date_to) in Beijing time, as aware UTC datetimes."""
-    if date_to < date_from:
-        from triage.queue.service import InvalidInput
+    from triage.queue.service import InvalidInput
 
-        raise InvalidInput("from 不能晚于 to / from must not be after to")
+    if date_to < date_from:
+        raise InvalidInput(f"开始日期 {date_from} 晚于结束日期 {date_to}（未给出结束日期时为今天） / from {date_from} "
+                           f"is after to {date_to} (to defaults to today)")
+    if (date_to - date_from).days >= MAX_PERIOD_DAYS:
+        raise InvalidInput(f"统计期间最长 {MAX_PERIOD_DAYS // 365} 年（{date_from} 至 {date_to} 过长，可能是日期输错） / "
+                           f"a period spans at most {MAX_PERIOD_DAYS} days")
     start = datetime.combine(date_from, time(0), tzinfo=TZ).astimezone(UTC)
     end = datetime.combine(date_to + timedelta(days=1), time(0), tzinfo=TZ).astimezone(UTC)
     return start, end

@@ -50,7 +50,7 @@ from triage.api.deps import (
 from triage.auth.deps import WEB_TOKEN_COOKIE, auth_mode, get_unit_scope, staff_queue_status
 from triage.auth.models import Role
 from triage.auth.permissions import UNIT_SCOPED, allowed
-from triage.metrics import compute_metrics, period_bounds
+from triage.metrics import MAX_PERIOD_DAYS, compute_metrics, period_bounds
 from triage.queue import service
 from triage.queue.models import OPEN_STATUSES, Complaint, Status
 from triage.queue.schemas import parse_day
@@ -652,7 +652,7 @@ def _period(date_from: str | None, date_to: str | None, now: datetime, *, weeks:
     start = parse_day((date_from or "").strip(), "from") or default_start
     if start > end:
         raise service.InvalidInput("开始日期不能晚于结束日期。")
-    if (end - start).days > 3 * 366:
+    if (end - start).days >= MAX_PERIOD_DAYS:
         raise service.InvalidInput("统计区间最长三年，请缩短区间。")
     return start, end
 
@@ -694,6 +694,8 @@ def dashboard_csv(date_from: str | None = Query(None, alias="from"), date_to: st
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow([f"12345环境投诉办理统计 {start.isoformat()} 至 {end.isoformat()}（按受理时间）"])
+    if m.get("demo"):  # the page says so; a spreadsheet passed on without the note would read as real results
+        w.writerow([f"注：本期受理数中含演示数据 {m['demo']} 件（虚构示例），不是本单位的办理实绩"])
     w.writerow(CSV_COLUMNS)
     w.writerow(_csv_row("总体", "全部", m))
     for t in m["by_type"]:
