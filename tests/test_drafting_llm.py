@@ -262,3 +262,19 @@ def test_classifier_disabled_without_endpoint():
     clf = LLMClassifier(Settings(llm_base_url=None, llm_model=None), allowed=ALLOWED)
     assert not clf.enabled
     assert clf.classify(COMPLAINT) is None
+
+
+def test_scrubbed_citations_leave_a_readable_sentence():
+    """Two unverifiable citations beside a good one read 根据相关法律法规和相关法律法规以及《…》第二百五十条."""
+    from datetime import date
+
+    from triage.drafting.chain import verify_citations
+
+    code = "中华人民共和国生态环境法典"
+    text = ("根据《中华人民共和国大气污染防治法》第八十一条和《中华人民共和国生态环境法典》第九百九十九条以及"
+            f"《{code}》第二百五十条，我局将依法处理。另依照《某某条例》第三条和《某某办法》第九条，督促整改。")
+    articles = [{"law": code, "article_no": 250, "in_force": True}]
+    out, cited, notes = verify_citations(text, [], articles=articles, known=lambda law, no: False,
+                                         on=date(2026, 11, 1))
+    assert out.startswith(f"根据《{code}》第二百五十条，我局将依法处理。") and "另依照相关法律法规，督促整改。" in out
+    assert [(c.law, c.article) for c in cited] == [(code, "第二百五十条")] and notes

@@ -7,6 +7,7 @@ citations and replaced in the text by a neutral phrase, and a note says so.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -79,6 +80,12 @@ def _allowed(law: str, no: int, *, allowed_keys: set[tuple[str, int]], known, on
     return (d.effective is None or on >= d.effective) and (d.repealed is None or on < d.repealed)
 
 
+GENERIC_LAW = "相关法律法规"
+_JOINER = "(?:和|与|及|以及|、|，|,)"
+_REPEATED_GENERIC = re.compile(f"{GENERIC_LAW}(?:{_JOINER}{GENERIC_LAW})+")
+_GENERIC_BEFORE_CITATION = re.compile(f"{GENERIC_LAW}{_JOINER}(?=《)")
+
+
 def verify_citations(text: str, raw: list[Any], *, articles: list[dict], known, on: date
                      ) -> tuple[str, list[Citation], list[str]]:
     """Keep only citations of articles we can vouch for; scrub the rest from the text. → (text, citations, notes)."""
@@ -116,6 +123,10 @@ def verify_citations(text: str, raw: list[Any], *, articles: list[dict], known, 
         law = items[0][0]
         replacement = f"《{law}》" + "、".join(article_label(n) for n in good) if good else "相关法律法规"
         text = text[:start] + replacement + text[end:]
+    # Several dropped citations in one sentence leave "相关法律法规和相关法律法规以及《…》": one mention, and none
+    # where a checked citation follows.
+    text = _REPEATED_GENERIC.sub(GENERIC_LAW, text)
+    text = _GENERIC_BEFORE_CITATION.sub("", text)
 
     notes = []
     if dropped:
