@@ -190,3 +190,13 @@ def test_before_the_code_the_digests_repealed_law_is_cited_when_the_store_holds_
     cited = {(c.law, article_no(c.article)) for c in draft.citations}
     assert expected <= cited, cited
     assert "中华人民共和国治安管理处罚法" not in {law for law, _ in cited}
+
+
+def test_a_gist_that_opens_a_list_keeps_all_its_points():
+    from triage.drafting.basis import first_sentence
+
+    text = ("判断是否构成噪声污染要看两点：声音来自工业生产、建筑施工、交通运输或社会生活等活动；并且要么超过了相应的排放标准，"
+            "要么没有依法落实防控措施，同时确实干扰了他人的生活。因此核查时既要看监测数据。")
+    assert first_sentence(text).endswith("同时确实干扰了他人的生活")
+    long_clause = "施工单位应当" + "落实防尘措施" * 14 + "；并且按规定公示"
+    assert first_sentence(long_clause + "。") == long_clause.split("；")[0]  # a long plain clause is still cut

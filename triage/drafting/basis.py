@@ -56,9 +56,10 @@ class BasisEntry:
 
 
 def first_sentence(text: str, limit: int = GIST_CHARS) -> str:
-    """The first sentence of a digest entry; a long one is cut at its first clause break (；)."""
+    """The first sentence of a digest entry; a long one is cut at its first clause break (；), unless that clause
+    opens a list (…要看两点：A；B): cut there, the list would keep one point of two."""
     s = re.split(r"[。\n]", (text or "").strip(), maxsplit=1)[0]
-    if len(s) > limit and "；" in s:
+    if len(s) > limit and "；" in s and "：" not in s.split("；", 1)[0]:
         s = s.split("；", 1)[0]
     return s.rstrip("：:；;，,")
 
