@@ -200,3 +200,10 @@ def test_a_gist_that_opens_a_list_keeps_all_its_points():
     assert first_sentence(text).endswith("同时确实干扰了他人的生活")
     long_clause = "施工单位应当" + "落实防尘措施" * 14 + "；并且按规定公示"
     assert first_sentence(long_clause + "。") == long_clause.split("；")[0]  # a long plain clause is still cut
+
+
+def test_a_frequency_is_restated_as_one_not_as_a_form_field():
+    from triage.drafting.summary import summarize
+
+    s = summarize("楼下烧烤店油烟很大，熏得不能开窗。这种情况每天都有，请处理", subtype="air.cooking_fumes")
+    assert "每天如此" in s.restatement() and "时段" not in s.restatement()

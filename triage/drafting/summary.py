@@ -140,7 +140,8 @@ class ComplaintSummary:
         if self.details:
             body = "据您反映，" + "，".join(self.details)
             if self.when and self.when not in body:
-                body += f"（时段：{self.when}）"
+                # "（时段：经常）" read like a form field: a frequency is said as one, a time of day as a time
+                body += f"，{self.when}如此" if self.when in _FREQUENCY else f"（时段：{self.when}）"
             body += "。"
         elif self.when:
             if self.when in _FREQUENCY:
