@@ -186,7 +186,7 @@ def test_unit_staff_see_and_act_only_on_their_own_units_cases(anon, h):
     for path in (f"/api/complaints/{theirs}", f"/api/complaints/{waiting}", "/api/complaints/999999"):
         r = anon.get(path, headers=h["cg"])
         assert r.status_code == 404, path  # another unit's case looks like no case at all
-    for action, body in (("return", {"reason": "不归我们管"}), ("extend", {"reason": "r", "working_days": 3}),
+    for action, body in (("return", {"reason": "不归我们管"}), ("extension-request", {"reason": "r", "working_days": 3}),
                          ("draft", {}), ("reply", {"reply": "已处理", "result": "属实"})):
         r = anon.post(f"/api/complaints/{theirs}/{action}", json=body, headers=h["cg"])
         assert r.status_code == 404, (action, r.text)
@@ -295,13 +295,30 @@ def test_web_pages_follow_the_same_roles(anon, h, token_app):
 
 def test_the_case_page_offers_each_role_only_what_it_may_do(anon, h, token_app):
     mine = _intake_assigned(anon, h, FUMES)  # → urban_management (cg)
-    forms = lambda who: {a for a in ("assign", "draft", "reply", "close", "reject", "return", "extend", "merge")  # noqa: E731
+    forms = lambda who: {a for a in ("assign", "draft", "reply", "close", "reject", "return", "extend",  # noqa: E731
+                                     "extension-request", "extension-decision", "merge")
                          if f'action="/complaints/{mine}/{a}"' in anon.get(f"/complaints/{mine}", headers=h[who]).text
                          or f'formaction="/complaints/{mine}/{a}"' in anon.get(f"/complaints/{mine}",
                                                                               headers=h[who]).text}
-    assert forms("cg") == {"draft", "reply", "return", "extend"}  # the unit works; no approval, no merge
+    assert forms("cg") == {"draft", "reply", "return", "extension-request"}  # the unit works and asks for time
     assert forms("disp") == {"close", "extend", "merge"}  # the dispatcher may approve, grant time, merge
     assert forms("boss") == set()  # the manager reads
+    # The unit asks for more time; the dispatcher decides on the page.
+    r = anon.post(f"/complaints/{mine}/extension-request", data={"reason": "需等待检测报告", "working_days": "3"},
+                  headers=h["cg"], follow_redirects=False)
+    assert r.status_code == 303
+    assert forms("cg") == {"draft", "reply", "return"}  # one request at a time
+    assert forms("disp") == {"close", "extend", "extension-decision", "merge"}
+    assert "延期待审批" in anon.get("/queue", headers=h["disp"]).text
+    r = anon.post(f"/complaints/{mine}/extension-decision", data={"decision": "approve"}, headers=h["cg"],
+                  follow_redirects=False)
+    assert r.status_code == 403  # a unit cannot grant itself time
+    before = anon.get(f"/api/complaints/{mine}", headers=h["disp"]).json()["complaint"]["deadline"]
+    r = anon.post(f"/complaints/{mine}/extension-decision", data={"decision": "approve"}, headers=h["disp"],
+                  follow_redirects=False)
+    assert r.status_code == 303
+    after = anon.get(f"/api/complaints/{mine}", headers=h["disp"]).json()["complaint"]
+    assert after["deadline"] > before and after["extension_count"] == 1
     assert anon.post(f"/api/complaints/{mine}/reply", json={"reply": "已取缔。", "result": "属实"},
                      headers=h["cg"]).status_code == 200
     assert forms("cg") == set()  # waiting for review

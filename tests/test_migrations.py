@@ -66,12 +66,11 @@ def test_fast_path_for_fresh_sqlite_is_stamped_head(tmp_path):
 
 def test_legacy_create_all_database_is_adopted_with_its_data(tmp_path):
     """A database made by create_all before migrations existed: stamped 0001, upgraded, rows kept."""
-    from triage.db import Base
-
     engine = make_engine(f"sqlite:///{tmp_path / 'legacy.db'}")
-    queue_tables = [Base.metadata.tables[t] for t in ("complaints", "suggestions", "assignments", "reply_drafts",
-                                                      "events")]
-    migrate.target_metadata().create_all(engine, tables=queue_tables)
+    # The queue tables as create_all made them then (the baseline's schema), without Alembic's own table.
+    migrate.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
     now = datetime(2026, 11, 1, tzinfo=UTC).replace(tzinfo=None)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO complaints (text, source, received_at, status, urgency, triage_attempts, "
@@ -122,7 +121,7 @@ def test_cli_db_upgrade_current_check(tmp_path, monkeypatch):
         runner = CliRunner()
         r = runner.invoke(app, ["db", "upgrade"])
         assert r.exit_code == 0, r.output
-        assert "0002" in r.output
+        assert migrate.head_revision() in r.output
         r = runner.invoke(app, ["db", "upgrade"])
         assert r.exit_code == 0 and "already" in r.output
         r = runner.invoke(app, ["db", "check"])

@@ -280,3 +280,20 @@ def test_actor_header(client, actor, expected):
     cid = client.post("/api/complaints", json={"text": FUMES}, headers=headers).json()["id"]
     r = client.post(f"/api/complaints/{cid}/assign", headers=headers)
     assert r.json()["assigned_by"] == expected
+
+
+def test_extension_request_and_decision_over_http(client):
+    cid = post(client, "/api/complaints", {"text": FUMES}, expect=201)["id"]
+    post(client, f"/api/complaints/{cid}/assign")
+    a = post(client, f"/api/complaints/{cid}/extension-request", {"reason": "需检测", "working_days": 2}, actor="城管")
+    assert a["extension_requested_by"] == "城管" and a["extension_request_deadline"] > a["deadline"]
+    item = next(i for i in client.get("/api/queue").json() if i["id"] == cid)
+    assert item["extension_pending"] and "延期申请" in item["priority_reason"]
+    post(client, f"/api/complaints/{cid}/extension-request", {"reason": "再延", "working_days": 1}, expect=409)
+    post(client, f"/api/complaints/{cid}/extension-decision", {"approve": False}, expect=422)  # no reason
+    decided = post(client, f"/api/complaints/{cid}/extension-decision", {"approve": True})
+    assert decided["deadline"] == a["extension_request_deadline"] and decided["extensions"] == 1
+    assert decided["extension_requested_at"] is None
+    post(client, f"/api/complaints/{cid}/extension-decision", {"approve": True}, expect=409)
+    kinds = [e["kind"] for e in client.get(f"/api/complaints/{cid}").json()["events"]]
+    assert kinds[-2:] == ["extension_requested", "extend"]

@@ -298,6 +298,44 @@ def test_an_extension_to_a_rest_day_is_kept_and_says_so(session, triager):
     assert a.deadline_note is None  # a Monday
 
 
+def test_a_units_extension_request_waits_for_the_dispatcher(session, triager):
+    now = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+    service.assign(session, complaint_id=cid, actor="d", now=now)
+    deadline = session.get(Complaint, cid).deadline
+    a = service.request_extension(session, complaint_id=cid, actor="城管", reason="需等待检测报告", working_days=3,
+                                  now=now + timedelta(hours=1))
+    session.commit()
+    c = session.get(Complaint, cid)
+    assert (c.deadline, a.deadline, a.extensions, c.extension_count or 0) == (deadline, deadline, 0, 0)
+    assert c.extension_pending and a.extension_request_deadline > deadline
+    with pytest.raises(service.IllegalTransition):  # one request at a time
+        service.request_extension(session, complaint_id=cid, actor="城管", reason="再延", working_days=1, now=now)
+    session.rollback()
+    with pytest.raises(service.InvalidInput):  # a refusal needs a reason
+        service.decide_extension(session, complaint_id=cid, actor="d", approve=False, now=now)
+    session.rollback()
+    service.decide_extension(session, complaint_id=cid, actor="d", approve=False, reason="检测可并行，请按期办结",
+                             now=now + timedelta(hours=2))
+    session.commit()
+    c = session.get(Complaint, cid)
+    assert (c.deadline, c.extension_pending, c.extension_count or 0) == (deadline, False, 0)
+    requested = service.request_extension(session, complaint_id=cid, actor="城管", reason="店主外出，需约谈",
+                                          working_days=2, now=now + timedelta(hours=3)).extension_request_deadline
+    a = service.decide_extension(session, complaint_id=cid, actor="d", approve=True, now=now + timedelta(hours=4))
+    session.commit()
+    c = session.get(Complaint, cid)
+    assert (c.deadline, a.deadline, a.extensions, c.extension_count) == (requested, requested, 1, 1)
+    assert not c.extension_pending
+    with pytest.raises(service.IllegalTransition):  # nothing left to decide
+        service.decide_extension(session, complaint_id=cid, actor="d", approve=True, now=now)
+    session.rollback()
+    trail = [(e.kind, e.actor, e.reason) for e in events(session, cid)][-4:]
+    assert trail == [("extension_requested", "城管", "需等待检测报告"), ("extension_denied", "d", "检测可并行，请按期办结"),
+                     ("extension_requested", "城管", "店主外出，需约谈"), ("extend", "d", "店主外出，需约谈")]
+    assert events(session, cid)[-1].data["requested_by"] == "城管"
+
+
 def test_extension_limit(session, triager):
     now = bj(2026, 11, 2, 9)
     cid = service.intake(session, text=FUMES, triager=triager, now=now).id

@@ -32,6 +32,7 @@ from triage.queue.schemas import (
     DraftAnswer,
     DraftIn,
     ExtendIn,
+    ExtensionDecisionIn,
     IntakeOut,
     MergeIn,
     QueueItem,
@@ -146,12 +147,34 @@ def return_(complaint_id: int, body: ReasonIn, session: Session = Depends(get_se
     return _detail(session, complaint_id)
 
 
-@router.post("/complaints/{complaint_id}/extend", response_model=AssignmentOut, summary="延期")
+@router.post("/complaints/{complaint_id}/extend", response_model=AssignmentOut, summary="延期（调度员直接批准）")
 def extend(complaint_id: int, body: ExtendIn, session: Session = Depends(get_session),
            actor: str = Depends(get_actor), now: datetime = Depends(get_now),
            sla: Sla = Depends(get_sla_dep)) -> AssignmentOut:
     a = service.extend(session, complaint_id=complaint_id, actor=actor, reason=body.reason,
                        deadline=body.deadline, working_days=body.working_days, now=now, sla=sla)
+    session.commit()
+    return assignment_out(a)
+
+
+@router.post("/complaints/{complaint_id}/extension-request", response_model=AssignmentOut,
+             summary="承办单位申请延期（待调度员审批）")
+def request_extension(complaint_id: int, body: ExtendIn, session: Session = Depends(get_session),
+                      actor: str = Depends(get_actor), now: datetime = Depends(get_now),
+                      sla: Sla = Depends(get_sla_dep)) -> AssignmentOut:
+    a = service.request_extension(session, complaint_id=complaint_id, actor=actor, reason=body.reason,
+                                  deadline=body.deadline, working_days=body.working_days, now=now, sla=sla)
+    session.commit()
+    return assignment_out(a)
+
+
+@router.post("/complaints/{complaint_id}/extension-decision", response_model=AssignmentOut,
+             summary="审批延期申请（同意或不同意）")
+def decide_extension(complaint_id: int, body: ExtensionDecisionIn, session: Session = Depends(get_session),
+                     actor: str = Depends(get_actor), now: datetime = Depends(get_now),
+                     sla: Sla = Depends(get_sla_dep)) -> AssignmentOut:
+    a = service.decide_extension(session, complaint_id=complaint_id, actor=actor, approve=body.approve,
+                                 reason=body.reason, now=now, sla=sla)
     session.commit()
     return assignment_out(a)
 

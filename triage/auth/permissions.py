@@ -20,8 +20,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "complaints.read": frozenset({D, U, M, A}),
     "complaints.read_all": frozenset({D, M, A}),  # lists that are not (yet) filtered to a unit
     "complaints.assign": frozenset({D, A}),  # assign, merge, reopen, triage retry: the dispatcher's desk
-    "complaints.work": frozenset({U, A}),  # draft, reply, return: the unit's work
-    "complaints.extend": frozenset({D, U, A}),  # the unit asks for more time; the dispatcher may grant it too
+    "complaints.work": frozenset({U, A}),  # draft, reply, return, ask for more time: the unit's work
+    "complaints.extend": frozenset({D, A}),  # grant more time, or decide a unit's request for it
     # Review: the unit submits its reply, the dispatcher approves it (办结) or sends it back (驳回); a unit closing
     # its own case would skip the review that 12345 requires.
     "complaints.close": frozenset({D, A}),
@@ -36,7 +36,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 
 # Permissions whose {complaint_id} routes check the unit of unit staff: "read" (ever assigned to the unit) or
 # "act" (assigned to it now).
-UNIT_SCOPED = {"complaints.read": "read", "complaints.work": "act", "complaints.extend": "act"}
+UNIT_SCOPED = {"complaints.read": "read", "complaints.work": "act"}
 
 ROUTES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/health"): None,
@@ -54,6 +54,8 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/complaints/{complaint_id}/reply"): "complaints.work",
     ("POST", "/api/complaints/{complaint_id}/return"): "complaints.work",
     ("POST", "/api/complaints/{complaint_id}/extend"): "complaints.extend",
+    ("POST", "/api/complaints/{complaint_id}/extension-request"): "complaints.work",
+    ("POST", "/api/complaints/{complaint_id}/extension-decision"): "complaints.extend",
     ("POST", "/api/complaints/{complaint_id}/close"): "complaints.close",
     ("POST", "/api/complaints/{complaint_id}/reject"): "complaints.close",
     ("GET", "/api/metrics"): "metrics.read",
@@ -88,6 +90,8 @@ ROUTES: dict[tuple[str, str], str | None] = {
     ("POST", "/complaints/{complaint_id}/reply"): "complaints.work",
     ("POST", "/complaints/{complaint_id}/return"): "complaints.work",
     ("POST", "/complaints/{complaint_id}/extend"): "complaints.extend",
+    ("POST", "/complaints/{complaint_id}/extension-request"): "complaints.work",
+    ("POST", "/complaints/{complaint_id}/extension-decision"): "complaints.extend",
     ("POST", "/complaints/{complaint_id}/close"): "complaints.close",
     ("POST", "/complaints/{complaint_id}/reject"): "complaints.close",
     ("GET", "/dashboard"): "metrics.read",

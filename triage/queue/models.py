@@ -124,6 +124,13 @@ class Complaint(Base):
         return self.assignments[-1] if self.assignments else None
 
     @property
+    def extension_pending(self) -> bool:
+        """The unit's request for more time waits for the dispatcher (on the assignment in force)."""
+        a = self.assignment
+        return (self.status == Status.assigned.value and a is not None and a.ended_at is None
+                and a.extension_requested_at is not None)
+
+    @property
     def is_open(self) -> bool:
         return self.status in {s.value for s in OPEN_STATUSES}
 
@@ -182,6 +189,12 @@ class Assignment(Base):
     reason: Mapped[str] = mapped_column(String(16), default="assign")  # assign | reassign | reopen
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(String(16))  # returned | closed | merged
+    # The unit's pending request for more time (延期申请), until the dispatcher approves or refuses it; the
+    # decisions themselves are events ("extend", "extension_denied").
+    extension_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    extension_requested_by: Mapped[str | None] = mapped_column(String(100))
+    extension_request_reason: Mapped[str | None] = mapped_column(Text)
+    extension_request_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     complaint: Mapped[Complaint] = relationship(back_populates="assignments")
 

@@ -62,6 +62,11 @@ class ExtendIn(BaseModel):
     working_days: int | None = Field(default=None, description="或：在原期限基础上延长的工作日数")
 
 
+class ExtensionDecisionIn(BaseModel):
+    approve: bool
+    reason: str | None = Field(default=None, description="不同意时必填：理由")
+
+
 class MergeIn(BaseModel):
     parent_id: int
     reason: str | None = None
@@ -112,6 +117,10 @@ class AssignmentOut(_Out):
     reason: str
     ended_at: datetime | None
     end_reason: str | None
+    extension_requested_at: datetime | None = None
+    extension_requested_by: str | None = None
+    extension_request_reason: str | None = None
+    extension_request_deadline: datetime | None = None
 
 
 class DraftOut(_Out):
@@ -226,6 +235,7 @@ class QueueItem(BaseModel):
     duplicate_of: int | None
     relapse_of: int | None
     triage_error: str | None
+    extension_pending: bool = False
 
 
 class RelapseItem(BaseModel):
@@ -290,7 +300,7 @@ def queue_item(entry) -> QueueItem:
         unit_type=c.unit_type or (s.unit_type if s else None),
         unit_name=c.unit_name or (s.unit_name if s else None),
         confidence=s.confidence if s else None, duplicate_of=c.duplicate_of, relapse_of=c.relapse_of,
-        triage_error=c.triage_error)
+        triage_error=c.triage_error, extension_pending=c.extension_pending)
 
 
 def relapse_item(r) -> RelapseItem:

@@ -106,6 +106,7 @@ STATUS_ZH = {
 ACTION_ZH = {
     "assign": "派单", "return": "退单", "extend": "延期", "reply": "提交答复", "close": "办结", "reopen": "重办",
     "merge": "合并", "draft": "起草答复", "triage": "分拣", "reject_reply": "驳回答复",
+    "request_extension": "申请延期", "decide_extension": "审批延期",
 }
 
 
@@ -604,19 +605,10 @@ def return_(session: Session, *, complaint_id: int, actor: str, reason: str,
     return c
 
 
-def extend(session: Session, *, complaint_id: int, actor: str, reason: str,
-           deadline: datetime | str | None = None, working_days: int | None = None,
-           now: datetime | None = None, sla: Sla | None = None) -> Assignment:
-    """assigned → assigned (延期): a later deadline with a reason; counted, limited by ``max_extensions``."""
-    now = _now(now)
-    sla = sla or get_sla()
-    c = _lock(session, complaint_id)
-    if c.status != Status.assigned.value:
-        raise _illegal("extend", c)
-    reason_v = _require_text(reason, "reason", "延期理由", 2000)
-    a = _active_assignment(session, c)
-    if a is None:
-        raise _illegal("extend", c)
+def _later_deadline(a: Assignment, c: Complaint, *, deadline: datetime | str | None, working_days: int | None,
+                    now: datetime, sla: Sla) -> tuple[datetime, str | None]:
+    """The new deadline an extension asks for, checked: exactly one of deadline / working_days, later than the
+    current one, within a year, and the assignment's extension limit not reached."""
     if (deadline is None) == (working_days is None):
         raise InvalidInput("请给出新的期限 deadline 或延长的工作日数 working_days（二选一） / "
                            "give exactly one of deadline or working_days")
@@ -638,14 +630,99 @@ def extend(session: Session, *, complaint_id: int, actor: str, reason: str,
     if new <= a.deadline:
         raise InvalidInput("新期限须晚于原期限 / the new deadline must be later than the current one",
                            current_deadline=a.deadline.isoformat())
+    return new, note
+
+
+def _apply_extension(session: Session, c: Complaint, a: Assignment, *, new: datetime, note: str | None,
+                     actor: str, reason: str, now: datetime, data: dict[str, Any]) -> None:
     old = a.deadline
     a.deadline, a.deadline_note = new, note
     a.extensions = (a.extensions or 0) + 1
     c.deadline, c.deadline_note = new, note
     c.extension_count = (c.extension_count or 0) + 1
     _event(session, c, kind="extend", actor=actor, at=now, from_status=c.status, to_status=c.status,
-           reason=reason_v, data={"old_deadline": old, "new_deadline": new, "note": note,
-                                  "extensions": a.extensions, "working_days": working_days})
+           reason=reason, data={"old_deadline": old, "new_deadline": new, "note": note,
+                                "extensions": a.extensions, **data})
+
+
+def _open_assignment(session: Session, c: Complaint, action: str) -> Assignment:
+    if c.status != Status.assigned.value:
+        raise _illegal(action, c)
+    a = _active_assignment(session, c)
+    if a is None:
+        raise _illegal(action, c)
+    return a
+
+
+def extend(session: Session, *, complaint_id: int, actor: str, reason: str,
+           deadline: datetime | str | None = None, working_days: int | None = None,
+           now: datetime | None = None, sla: Sla | None = None) -> Assignment:
+    """assigned → assigned (延期): the dispatcher grants a later deadline, with a reason; counted, limited by
+    ``max_extensions``. A unit asks for one with ``request_extension``."""
+    now = _now(now)
+    sla = sla or get_sla()
+    c = _lock(session, complaint_id)
+    a = _open_assignment(session, c, "extend")
+    reason_v = _require_text(reason, "reason", "延期理由", 2000)
+    new, note = _later_deadline(a, c, deadline=deadline, working_days=working_days, now=now, sla=sla)
+    _apply_extension(session, c, a, new=new, note=note, actor=actor, reason=reason_v, now=now,
+                     data={"working_days": working_days})
+    _flush(session)
+    return a
+
+
+def request_extension(session: Session, *, complaint_id: int, actor: str, reason: str,
+                      deadline: datetime | str | None = None, working_days: int | None = None,
+                      now: datetime | None = None, sla: Sla | None = None) -> Assignment:
+    """assigned → assigned (延期申请): the unit asks for a later deadline with a reason; the deadline moves only
+    when the dispatcher approves (``decide_extension``). One request at a time."""
+    now = _now(now)
+    sla = sla or get_sla()
+    c = _lock(session, complaint_id)
+    a = _open_assignment(session, c, "request_extension")
+    if a.extension_requested_at is not None:
+        raise IllegalTransition("已有待审批的延期申请 / an extension request is already waiting for a decision",
+                                status=c.status)
+    reason_v = _require_text(reason, "reason", "延期理由", 2000)
+    new, note = _later_deadline(a, c, deadline=deadline, working_days=working_days, now=now, sla=sla)
+    a.extension_requested_at, a.extension_requested_by = now, actor
+    a.extension_request_reason, a.extension_request_deadline = reason_v, new
+    _event(session, c, kind="extension_requested", actor=actor, at=now, from_status=c.status, to_status=c.status,
+           reason=reason_v, data={"deadline": a.deadline, "requested_deadline": new, "note": note,
+                                  "working_days": working_days})
+    _flush(session)
+    return a
+
+
+def decide_extension(session: Session, *, complaint_id: int, actor: str, approve: bool,
+                     reason: str | None = None, now: datetime | None = None, sla: Sla | None = None) -> Assignment:
+    """The dispatcher approves the unit's pending extension request (the deadline moves, counted as 延期) or
+    refuses it (a reason is required; the deadline stands)."""
+    now = _now(now)
+    sla = sla or get_sla()
+    c = _lock(session, complaint_id)
+    a = _open_assignment(session, c, "decide_extension")
+    if a.extension_requested_at is None:
+        raise IllegalTransition("没有待审批的延期申请 / no extension request is waiting", status=c.status)
+    asked = {"requested_by": a.extension_requested_by, "requested_at": a.extension_requested_at,
+             "request_reason": a.extension_request_reason, "requested_deadline": a.extension_request_deadline}
+    if approve:
+        if a.extensions >= sla.policy.max_extensions:
+            raise IllegalTransition(f"已延期 {a.extensions} 次，达到上限 / extension limit "
+                                    f"({sla.policy.max_extensions}) reached", status=c.status)
+        new = a.extension_request_deadline
+        if new <= a.deadline:
+            raise IllegalTransition("申请的期限已不晚于现期限 / the requested deadline is no longer later than the "
+                                    "current one", status=c.status)
+        _apply_extension(session, c, a, new=new, note=sla.note_for(new, now), actor=actor,
+                         reason=a.extension_request_reason or "", now=now,
+                         data={**asked, "approved_by": actor, "decision_note": _optional_text(reason, "reason", 2000)})
+    else:
+        reason_v = _require_text(reason, "reason", "不同意延期的理由", 2000)
+        _event(session, c, kind="extension_denied", actor=actor, at=now, from_status=c.status,
+               to_status=c.status, reason=reason_v, data=asked)
+    a.extension_requested_at = a.extension_requested_by = None
+    a.extension_request_reason = a.extension_request_deadline = None
     _flush(session)
     return a
 
@@ -931,7 +1008,8 @@ class QueueEntry:
     priority_reason: str
 
 
-PRIORITY_REASONS = {0: "已超期", 1: "临期", 2: "待人工处理（退单、低置信度或未能自动分拣）", 3: "紧急件", 4: "常规"}
+PRIORITY_REASONS = {0: "已超期", 1: "临期", 2: "待人工处理（退单、延期申请、低置信度或未能自动分拣）", 3: "紧急件",
+                    4: "常规"}
 
 
 def list_queue(session: Session, *, status: str | list[str] | None = None, unit_type: str | None = None,
@@ -951,7 +1029,8 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
             raise InvalidInput(f"未知的状态：{', '.join(bad)} / unknown status; one of {', '.join(sorted(valid))}")
     if limit < 1 or limit > 1000:
         raise InvalidInput("limit 须在 1 到 1000 之间 / limit must be 1..1000")
-    q = select(Complaint).where(Complaint.status.in_(wanted)).options(selectinload(Complaint.suggestions))
+    q = select(Complaint).where(Complaint.status.in_(wanted)).options(selectinload(Complaint.suggestions),
+                                                                      selectinload(Complaint.assignments))
     if Status.merged.value not in wanted:
         q = q.where(Complaint.merged_into.is_(None))
     rows = session.scalars(q).all()
@@ -964,7 +1043,7 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
         overdue = open_ and sla.is_overdue(c.deadline, now)
         soon = open_ and not overdue and sla.is_due_soon(c.deadline, now)
         needs_person = c.status in (Status.received.value, Status.returned.value) or (
-            c.status == Status.triaged.value and s is not None and s.low_confidence)
+            c.status == Status.triaged.value and s is not None and s.low_confidence) or c.extension_pending
         if overdue:
             p = 0
         elif soon:

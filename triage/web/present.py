@@ -17,6 +17,7 @@ EVENT_ZH = {
     "intake": "受理", "triage_failed": "自动分拣失败", "reassign": "改派", "merge_child": "并入重复件",
     "flag_duplicate": "标记疑似重复", "flag_relapse": "标记反弹", "case_learned": "纳入历史案例库",
     "case_sink_failed": "纳入案例库失败", "demo_link_removed": "演示数据已清除",
+    "extension_requested": "申请延期", "extension_denied": "不同意延期",
 }
 RESULTS = ("属实", "部分属实", "不属实")
 
@@ -149,6 +150,10 @@ def event_details(kind: str, data: dict[str, Any]) -> str:
             parts.append(f"置信度 {confidence_text(data.get('confidence'))}")
     elif kind == "extend":
         parts.append(f"期限 {fmt_dt(data.get('old_deadline'))} → {fmt_dt(data.get('new_deadline'))}")
+        if data.get("requested_by"):
+            parts.append(f"同意 {data['requested_by']} 的延期申请")
+    elif kind in ("extension_requested", "extension_denied"):
+        parts.append(f"申请延至 {fmt_dt(data.get('requested_deadline'))}")
     elif kind == "close":
         if data.get("result"):
             parts.append(f"核查结果：{data['result']}")

@@ -478,6 +478,8 @@ def _case_ctx(p: Page, complaint_id: int) -> dict[str, Any]:
         and c.merged_into is None and may("complaints.assign"),
         "return": st == Status.assigned.value and may("complaints.work"),
         "extend": st == Status.assigned.value and may("complaints.extend"),
+        "request_extension": st == Status.assigned.value and may("complaints.work") and not c.extension_pending,
+        "decide_extension": c.extension_pending and may("complaints.extend"),
         # While a reply waits for review only a reviewer who may also draft (admin, dev mode) redrafts it.
         "draft": may("complaints.work") and (st == Status.assigned.value
                                              or (st == Status.replied.value and may("complaints.close"))),
@@ -612,22 +614,54 @@ def reject_action(complaint_id: int, reason: str = Form(""), p: Page = Depends(p
     return _act(p, complaint_id, run, "draft", {"reject_reason": reason})
 
 
+def _working_days(value: str) -> int | None:
+    if not value.strip():
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise service.InvalidInput("延长的工作日数应为整数。") from None
+
+
 @router.post("/complaints/{complaint_id}/extend")
 def extend_action(complaint_id: int, reason: str = Form(""), deadline: str = Form(""),
                   working_days: str = Form(""), p: Page = Depends(page)) -> Response:
     def run() -> str:
-        days = None
-        if working_days.strip():
-            try:
-                days = int(working_days.strip())
-            except ValueError:
-                raise service.InvalidInput("延长的工作日数应为整数。") from None
         a = service.extend(p.session, complaint_id=complaint_id, actor=p.actor, reason=reason,
-                           deadline=deadline.strip() or None, working_days=days, now=p.now, sla=p.sla)
+                           deadline=deadline.strip() or None, working_days=_working_days(working_days), now=p.now,
+                           sla=p.sla)
         return f"已延期，新的办理期限 {present.fmt_dt(a.deadline)}。"
 
     return _act(p, complaint_id, run, "work",
                 {"extend_reason": reason, "deadline": deadline, "working_days": working_days})
+
+
+@router.post("/complaints/{complaint_id}/extension-request")
+def extension_request_action(complaint_id: int, reason: str = Form(""), deadline: str = Form(""),
+                             working_days: str = Form(""), p: Page = Depends(page)) -> Response:
+    def run() -> str:
+        a = service.request_extension(p.session, complaint_id=complaint_id, actor=p.actor, reason=reason,
+                                      deadline=deadline.strip() or None, working_days=_working_days(working_days),
+                                      now=p.now, sla=p.sla)
+        return f"已提交延期申请（申请期限 {present.fmt_dt(a.extension_request_deadline)}），待调度员审批。"
+
+    return _act(p, complaint_id, run, "work",
+                {"extend_reason": reason, "deadline": deadline, "working_days": working_days})
+
+
+@router.post("/complaints/{complaint_id}/extension-decision")
+def extension_decision_action(complaint_id: int, decision: str = Form(""), reason: str = Form(""),
+                              p: Page = Depends(page)) -> Response:
+    def run() -> str:
+        if decision not in ("approve", "deny"):
+            raise service.InvalidInput("请选择同意或不同意。")
+        a = service.decide_extension(p.session, complaint_id=complaint_id, actor=p.actor,
+                                     approve=decision == "approve", reason=reason or None, now=p.now, sla=p.sla)
+        if decision == "approve":
+            return f"已同意延期，新的办理期限 {present.fmt_dt(a.deadline)}。"
+        return "已不同意延期，办理期限不变。"
+
+    return _act(p, complaint_id, run, "work", {"decision_reason": reason})
 
 
 @router.post("/complaints/{complaint_id}/reopen")
