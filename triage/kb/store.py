@@ -146,6 +146,15 @@ class KnowledgeStore:
             hits.append(Hit(id=id_, text=doc or "", metadata=dict(meta or {}), similarity=1.0 - float(dist)))
         return hits
 
+    def vectors_where(self, name: str, where: dict[str, Any]) -> tuple[list[Hit], np.ndarray]:
+        """The entries matching ``where`` (similarity 0) with their vectors, for searching a small set in memory."""
+        res = self._call(lambda: self.collection(name).get(where=where,
+                                                           include=["documents", "metadatas", "embeddings"]))
+        hits = [Hit(id=i, text=d or "", metadata=dict(m or {}), similarity=0.0)
+                for i, d, m in zip(res["ids"], res["documents"], res["metadatas"])]
+        vecs = np.asarray(res["embeddings"], dtype=np.float32) if hits else np.zeros((0, 1), dtype=np.float32)
+        return hits, vecs
+
     def get_all(self, name: str, include_embeddings: bool = False) -> dict[str, Any]:
         include = ["documents", "metadatas"] + (["embeddings"] if include_embeddings else [])
         return self._call(lambda: self.collection(name).get(include=include))
