@@ -334,6 +334,13 @@ def test_a_units_extension_request_waits_for_the_dispatcher(session, triager):
     assert trail == [("extension_requested", "城管", "需等待检测报告"), ("extension_denied", "d", "检测可并行，请按期办结"),
                      ("extension_requested", "城管", "店主外出，需约谈"), ("extend", "d", "店主外出，需约谈")]
     assert events(session, cid)[-1].data["requested_by"] == "城管"
+    # A request still open when the unit replies lapses: a 驳回 later does not bring it back.
+    service.request_extension(session, complaint_id=cid, actor="城管", reason="补测", working_days=1, now=now)
+    service.submit_reply(session, complaint_id=cid, actor="城管", reply="已整改。", result="属实", now=now)
+    service.reject_reply(session, complaint_id=cid, actor="d", reason="请补充核查时间", now=now)
+    session.commit()
+    assert not session.get(Complaint, cid).extension_pending
+    assert "extension_lapsed" in [e.kind for e in events(session, cid)]
 
 
 def test_extension_limit(session, triager):

@@ -759,6 +759,14 @@ def submit_reply(session: Session, *, complaint_id: int, actor: str, reply: str,
     reply_v = _require_text(reply, "reply", "答复内容")
     result_v = _check_result(result)
     _record_reply(session, c, reply=reply_v, result=result_v, actor=actor, now=now, approved=False)
+    a = _active_assignment(session, c)
+    if a is not None and a.extension_requested_at is not None:
+        # The reply ends the unit's need for time: the request lapses (else it would come back with a 驳回).
+        _event(session, c, kind="extension_lapsed", actor=actor, at=now, from_status=c.status, to_status=c.status,
+               reason="已提交答复 / replied", data={"requested_deadline": a.extension_request_deadline,
+                                                 "request_reason": a.extension_request_reason})
+        a.extension_requested_at = a.extension_requested_by = None
+        a.extension_request_reason = a.extension_request_deadline = None
     prev = c.status
     c.status, c.reply, c.result = Status.replied.value, reply_v, result_v
     _event(session, c, kind="reply", actor=actor, at=now, from_status=prev, to_status=c.status,
