@@ -169,6 +169,10 @@ def test_a_matter_that_is_not_environmental_gets_no_environmental_reply(retrieve
     for wrong in ("环境问题", "赴现场核查", "污染", "生态环境保护"):
         assert wrong not in draft.text, wrong
     assert "依职责" in draft.text and "均禾派出所" in draft.text and "不属于生态环境事项" in draft.notice
+    done = draft_reply(req.model_copy(update={"findings": "经了解，来电人需办理户口迁移", "result": "属实",
+                                              "actions": "已电话告知来电人所需材料"}), settings=NO_LLM, retriever=retriever)
+    assert "将将" not in done.text and "依照" not in done.text  # no doubled word, no empty claim of a legal basis
+    assert "下一步，我所将把办理结果及时告知您。" in done.text
 
 
 @pytest.mark.parametrize("subtype, text, expected", [

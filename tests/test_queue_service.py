@@ -341,6 +341,23 @@ def test_a_units_extension_request_waits_for_the_dispatcher(session, triager):
     session.commit()
     assert not session.get(Complaint, cid).extension_pending
     assert "extension_lapsed" in [e.kind for e in events(session, cid)]
+    # A deadline the dispatcher sets directly, a return, a closure: each makes a pending request lapse too.
+    for end in ("extend", "return", "close"):
+        cid = service.intake(session, text=FUMES, triager=triager, now=now).id
+        service.assign(session, complaint_id=cid, actor="d", now=now)
+        service.request_extension(session, complaint_id=cid, actor="城管", reason="需检测", working_days=1, now=now)
+        if end == "extend":
+            service.extend(session, complaint_id=cid, actor="d", reason="给足时间", working_days=5, now=now)
+        elif end == "return":
+            service.return_(session, complaint_id=cid, actor="城管", reason="非本单位", now=now)
+        else:
+            service.close(session, complaint_id=cid, actor="d", reply="已处理。", result="属实", now=now)
+        session.commit()
+        c = session.get(Complaint, cid)
+        assert not c.extension_pending and c.assignment.extension_requested_at is None, end
+        kinds = [e.kind for e in events(session, cid)]
+        assert kinds.count("extension_lapsed") == 1 and kinds.index("extension_lapsed") > kinds.index(
+            "extension_requested"), (end, kinds)
 
 
 def test_extension_limit(session, triager):

@@ -563,3 +563,14 @@ def test_an_article_in_force_on_the_facts_date_but_repealed_since_does_not_read_
     assert present.force_badge(air, True, today=date(2026, 8, 1)) == ("ok", "现行有效")  # before the Code
     assert present.force_badge("中华人民共和国生态环境法典", True) == ("ok", "现行有效")
     assert present.force_badge("《大气污染防治法》", False)[1] == "已废止"
+
+
+def test_no_extension_form_once_the_limit_is_reached(app, client):
+    cid = intake(client, FUMES)
+    post(client, f"/complaints/{cid}/assign", {"action": "accept"})
+    for _ in range(2):
+        assert f'action="/complaints/{cid}/extend"' in client.get(f"/complaints/{cid}").text
+        post(client, f"/complaints/{cid}/extend", {"reason": "需检测", "working_days": "1"})
+    page = client.get(f"/complaints/{cid}").text
+    assert f'action="/complaints/{cid}/extend"' not in page and f'/complaints/{cid}/extension-request"' not in page
+    assert f'action="/complaints/{cid}/return"' in page  # the rest of the unit's work stays

@@ -116,7 +116,7 @@ _TYPE_DEFAULT = ("现场情况和问题成因", [
     "加强巡查，跟踪整改效果"])
 _NOT_OURS_ACTIONS = ("您反映事项的具体情况", [
     "在职责范围内办理您反映的事项",
-    "将办理结果及时告知您"])
+    "把办理结果及时告知您"])
 _ORDINALS = "一二三四五六七八九"
 
 _THANKS = {
@@ -309,7 +309,6 @@ def render_template_reply(req: DraftRequest, *, articles: list[dict], facts_date
         "basis": basis,
         "thanks_topic": _THANKS.get(req.unit_type or "", "我们工作" if not_ours else "生态环境保护工作"),
         "not_ours": not_ours,
-        "general_basis": "有关规定依职责办理" if not_ours else "生态环境保护相关法律法规的规定依法处理",
         "contact_unit": (req.unit_name or "").strip(),
         "signature": (req.unit_name or "").strip(),
         "date": _cn_date(draft_date or today()),

@@ -594,6 +594,7 @@ def return_(session: Session, *, complaint_id: int, actor: str, reason: str,
         raise _illegal("return", c)
     reason_v = _require_text(reason, "reason", "退单理由", 2000)
     a = _active_assignment(session, c)
+    _lapse_request(session, c, a, actor=actor, now=now, why="已退单 / returned")
     if a is not None:
         a.ended_at, a.end_reason = now, "returned"
     prev = c.status
@@ -645,6 +646,20 @@ def _apply_extension(session: Session, c: Complaint, a: Assignment, *, new: date
                                 "extensions": a.extensions, **data})
 
 
+def _lapse_request(session: Session, c: Complaint, a: Assignment | None, *, actor: str, now: datetime,
+                   why: str) -> None:
+    """A pending extension request that something else made moot (a reply, a return, a closure, a merge, a
+    deadline the dispatcher set directly) lapses, with an event: the trail shows no request left undecided."""
+    if a is None or a.extension_requested_at is None:
+        return
+    _event(session, c, kind="extension_lapsed", actor=actor, at=now, from_status=c.status, to_status=c.status,
+           reason=why, data={"requested_by": a.extension_requested_by,
+                             "requested_deadline": a.extension_request_deadline,
+                             "request_reason": a.extension_request_reason})
+    a.extension_requested_at = a.extension_requested_by = None
+    a.extension_request_reason = a.extension_request_deadline = None
+
+
 def _open_assignment(session: Session, c: Complaint, action: str) -> Assignment:
     if c.status != Status.assigned.value:
         raise _illegal(action, c)
@@ -667,6 +682,7 @@ def extend(session: Session, *, complaint_id: int, actor: str, reason: str,
     new, note = _later_deadline(a, c, deadline=deadline, working_days=working_days, now=now, sla=sla)
     _apply_extension(session, c, a, new=new, note=note, actor=actor, reason=reason_v, now=now,
                      data={"working_days": working_days})
+    _lapse_request(session, c, a, actor=actor, now=now, why="调度员已直接延期 / extended directly")
     _flush(session)
     return a
 
@@ -759,14 +775,8 @@ def submit_reply(session: Session, *, complaint_id: int, actor: str, reply: str,
     reply_v = _require_text(reply, "reply", "答复内容")
     result_v = _check_result(result)
     _record_reply(session, c, reply=reply_v, result=result_v, actor=actor, now=now, approved=False)
-    a = _active_assignment(session, c)
-    if a is not None and a.extension_requested_at is not None:
-        # The reply ends the unit's need for time: the request lapses (else it would come back with a 驳回).
-        _event(session, c, kind="extension_lapsed", actor=actor, at=now, from_status=c.status, to_status=c.status,
-               reason="已提交答复 / replied", data={"requested_deadline": a.extension_request_deadline,
-                                                 "request_reason": a.extension_request_reason})
-        a.extension_requested_at = a.extension_requested_by = None
-        a.extension_request_reason = a.extension_request_deadline = None
+    # The reply ends the unit's need for time (else the request would come back with a 驳回).
+    _lapse_request(session, c, _active_assignment(session, c), actor=actor, now=now, why="已提交答复 / replied")
     prev = c.status
     c.status, c.reply, c.result = Status.replied.value, reply_v, result_v
     _event(session, c, kind="reply", actor=actor, at=now, from_status=prev, to_status=c.status,
@@ -830,6 +840,7 @@ def close(session: Session, *, complaint_id: int, actor: str, reply: str | None 
         result_v = _check_result(result)
     _record_reply(session, c, reply=reply_v, result=result_v, actor=actor, now=now, approved=True)
     a = _active_assignment(session, c)
+    _lapse_request(session, c, a, actor=actor, now=now, why="已办结 / closed")
     if a is not None:
         a.ended_at, a.end_reason = now, "closed"
     prev = c.status
@@ -944,6 +955,7 @@ def merge(session: Session, *, complaint_id: int, parent_id: int, actor: str, re
             f"主件 {parent_id} 状态为“{STATUS_ZH.get(parent.status, parent.status)}”，不能并入 / "
             f"parent {parent_id} is '{parent.status}': merge only into an open complaint", status=parent.status)
     a = _active_assignment(session, c)
+    _lapse_request(session, c, a, actor=actor, now=now, why="已合并 / merged")
     if a is not None:
         a.ended_at, a.end_reason = now, "merged"
     prev = c.status
@@ -1016,8 +1028,8 @@ class QueueEntry:
     priority_reason: str
 
 
-PRIORITY_REASONS = {0: "已超期", 1: "临期", 2: "待人工处理（退单、延期申请、低置信度或未能自动分拣）", 3: "紧急件",
-                    4: "常规"}
+PRIORITY_REASONS = {0: "已超期", 1: "临期", 2: "待人工处理（退单、答复待审核、延期申请、低置信度或未能自动分拣）",
+                    3: "紧急件", 4: "常规"}
 
 
 def list_queue(session: Session, *, status: str | list[str] | None = None, unit_type: str | None = None,
@@ -1051,7 +1063,8 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
         overdue = open_ and sla.is_overdue(c.deadline, now)
         soon = open_ and not overdue and sla.is_due_soon(c.deadline, now)
         needs_person = c.status in (Status.received.value, Status.returned.value) or (
-            c.status == Status.triaged.value and s is not None and s.low_confidence) or c.extension_pending
+            c.status == Status.triaged.value and s is not None and s.low_confidence) or c.extension_pending or (
+            c.status == Status.replied.value)  # a reply waits for the dispatcher's review
         if overdue:
             p = 0
         elif soon:

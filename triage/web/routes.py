@@ -473,12 +473,15 @@ def _case_ctx(p: Page, complaint_id: int) -> dict[str, Any]:
     latest = c.drafts[-1] if c.drafts else None
     events = [{"e": e, "details": present.event_details(e.kind, e.data)} for e in c.events]
     may = lambda permission: _may(p.request, permission, c)  # noqa: E731
+    # No extension form where the limit is reached: it could only be refused.
+    at_limit = c.assignment is not None and (c.assignment.extensions or 0) >= p.sla.policy.max_extensions
     can = {
         "assign": st in (Status.received.value, Status.triaged.value, Status.returned.value)
         and c.merged_into is None and may("complaints.assign"),
         "return": st == Status.assigned.value and may("complaints.work"),
-        "extend": st == Status.assigned.value and may("complaints.extend"),
-        "request_extension": st == Status.assigned.value and may("complaints.work") and not c.extension_pending,
+        "extend": st == Status.assigned.value and may("complaints.extend") and not at_limit,
+        "request_extension": st == Status.assigned.value and may("complaints.work") and not c.extension_pending
+        and not at_limit,
         "decide_extension": c.extension_pending and may("complaints.extend"),
         # While a reply waits for review only a reviewer who may also draft (admin, dev mode) redrafts it.
         "draft": may("complaints.work") and (st == Status.assigned.value
