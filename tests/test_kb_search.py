@@ -1,5 +1,6 @@
 """Search over the real embedder: the digest plus the 生态环境法典 in a temporary Chroma; the API route and the
-CLI on top of the same search. The session fixture embeds ~1,300 chunks once (about two minutes on 2 cores)."""
+CLI on top of the same search. The session fixture embeds ~1,300 chunks once (about two minutes on 2 cores), so the
+tests that use it are marked slow (`.ci/run` runs them after the default suite); the rest run by default."""
 
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ def _construction_noise(code_articles) -> set[int]:
     return chapter | penalties
 
 
+@pytest.mark.slow  # the Code's ~1,300 chunks embedded once: about two minutes on two cores
 @needs_laws
 def test_night_construction_noise_finds_a_construction_noise_article_in_force(kb, embedder, code_articles):
     wanted = _construction_noise(code_articles)
@@ -91,6 +93,7 @@ def test_night_construction_noise_finds_a_construction_noise_article_in_force(kb
     assert sims == sorted(sims, reverse=True)
 
 
+@pytest.mark.slow  # the Code's ~1,300 chunks embedded once: about two minutes on two cores
 @needs_laws
 def test_restaurant_fumes_find_a_cooking_fumes_article(kb, embedder, code_articles):
     fumes = {n for n, a in code_articles.items() if "油烟" in a["text"] and "餐饮" in a["text"]}
@@ -100,6 +103,7 @@ def test_restaurant_fumes_find_a_cooking_fumes_article(kb, embedder, code_articl
         [(r["law"], r["article"]) for r in results]
 
 
+@pytest.mark.slow  # the Code's ~1,300 chunks embedded once: about two minutes on two cores
 @needs_laws
 def test_in_force_follows_the_date(kb, embedder):
     before = search("楼下饭店油烟直排", k=5, on=date(2026, 1, 1), store=kb, embedder=embedder)
@@ -108,6 +112,7 @@ def test_in_force_follows_the_date(kb, embedder):
     assert all(r["law"] != CODE_TITLE for r in only)
 
 
+@pytest.mark.slow  # the Code's ~1,300 chunks embedded once: about two minutes on two cores
 @needs_laws
 def test_cases_collection(kb, embedder):
     results = search("饭店油烟熏到我家", collection=CASES, k=2, store=kb, embedder=embedder)
@@ -128,6 +133,7 @@ def api(kb, embedder, tmp_path):
     return TestClient(app)
 
 
+@pytest.mark.slow  # the Code's ~1,300 chunks embedded once: about two minutes on two cores
 @needs_laws
 def test_api_search_regulations(api):
     resp = api.get("/api/knowledge/search", params={"q": "夜里工地还在施工，噪音太大", "k": 3, "on": "2026-09-01"})
@@ -142,6 +148,7 @@ def test_api_search_regulations(api):
     assert not any(r["in_force"] for r in old["results"] if r["law"] == CODE_TITLE)
 
 
+@pytest.mark.slow  # the Code's ~1,300 chunks embedded once: about two minutes on two cores
 @needs_laws
 def test_api_search_cases(api):
     resp = api.get("/api/knowledge/search", params={"q": "深夜工地打桩", "collection": "cases", "k": 1})
@@ -202,6 +209,7 @@ def _cli(monkeypatch, store, embedder, tmp_path):
     return commands.kb_app
 
 
+@pytest.mark.slow  # the Code's ~1,300 chunks embedded once: about two minutes on two cores
 @needs_laws
 def test_cli_search_json_and_table(kb, embedder, monkeypatch, tmp_path):
     app = _cli(monkeypatch, kb, embedder, tmp_path)
@@ -265,6 +273,7 @@ def test_local_regulations_say_where_they_apply(tmp_path, embedder):
     assert haikou and not any(r["applies_here"] for r in haikou)
 
 
+@pytest.mark.slow  # the Code's ~1,300 chunks embedded once: about two minutes on two cores
 def test_a_suggestion_cites_each_article_once(kb, embedder, tmp_path):
     # The digest writes 第二百五十条 as three provisions and the Code holds it too: all four sit near a fumes
     # complaint. The dispatcher should see distinct articles, the best-matching passage of each.
