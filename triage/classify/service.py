@@ -158,7 +158,7 @@ class Triager:
         self._refresh_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._digest = None  # (entries, vectors) of the regulation digest, see _digest_vectors
+        self._digest = None  # (entries, vectors, keys) of the regulation digest, see _digest_vectors
         self.retrain()
 
     # ---------------------------------------------------------------- training
