@@ -613,9 +613,7 @@ def _later_deadline(a: Assignment, c: Complaint, *, deadline: datetime | str | N
     if (deadline is None) == (working_days is None):
         raise InvalidInput("请给出新的期限 deadline 或延长的工作日数 working_days（二选一） / "
                            "give exactly one of deadline or working_days")
-    if a.extensions >= sla.policy.max_extensions:
-        raise IllegalTransition(f"已延期 {a.extensions} 次，达到上限 / extension limit "
-                                f"({sla.policy.max_extensions}) reached", status=c.status)
+    _check_extension_limit(a, c, sla)
     if working_days is not None:
         if working_days < 1 or working_days > 60:
             raise InvalidInput("working_days 须在 1 到 60 之间 / working_days must be 1..60")
@@ -656,8 +654,18 @@ def _lapse_request(session: Session, c: Complaint, a: Assignment | None, *, acto
            reason=why, data={"requested_by": a.extension_requested_by,
                              "requested_deadline": a.extension_request_deadline,
                              "request_reason": a.extension_request_reason})
+    _clear_request(a)
+
+
+def _clear_request(a: Assignment) -> None:
     a.extension_requested_at = a.extension_requested_by = None
     a.extension_request_reason = a.extension_request_deadline = None
+
+
+def _check_extension_limit(a: Assignment, c: Complaint, sla: Sla) -> None:
+    if a.extensions >= sla.policy.max_extensions:
+        raise IllegalTransition(f"已延期 {a.extensions} 次，达到上限 / extension limit "
+                                f"({sla.policy.max_extensions}) reached", status=c.status)
 
 
 def _open_assignment(session: Session, c: Complaint, action: str) -> Assignment:
@@ -723,9 +731,7 @@ def decide_extension(session: Session, *, complaint_id: int, actor: str, approve
     asked = {"requested_by": a.extension_requested_by, "requested_at": a.extension_requested_at,
              "request_reason": a.extension_request_reason, "requested_deadline": a.extension_request_deadline}
     if approve:
-        if a.extensions >= sla.policy.max_extensions:
-            raise IllegalTransition(f"已延期 {a.extensions} 次，达到上限 / extension limit "
-                                    f"({sla.policy.max_extensions}) reached", status=c.status)
+        _check_extension_limit(a, c, sla)
         new = a.extension_request_deadline
         if new <= a.deadline:
             raise IllegalTransition("申请的期限已不晚于现期限 / the requested deadline is no longer later than the "
@@ -737,8 +743,7 @@ def decide_extension(session: Session, *, complaint_id: int, actor: str, approve
         reason_v = _require_text(reason, "reason", "不同意延期的理由", 2000)
         _event(session, c, kind="extension_denied", actor=actor, at=now, from_status=c.status,
                to_status=c.status, reason=reason_v, data=asked)
-    a.extension_requested_at = a.extension_requested_by = None
-    a.extension_request_reason = a.extension_request_deadline = None
+    _clear_request(a)
     _flush(session)
     return a
 
