@@ -296,18 +296,19 @@ def test_web_pages_follow_the_same_roles(anon, h, token_app):
 def test_the_case_page_offers_each_role_only_what_it_may_do(anon, h, token_app):
     mine = _intake_assigned(anon, h, FUMES)  # → urban_management (cg)
     forms = lambda who: {a for a in ("assign", "draft", "reply", "close", "reject", "return", "extend",  # noqa: E731
-                                     "extension-request", "extension-decision", "merge")
+                                     "extension-request", "extension-decision", "merge", "acknowledge", "contact")
                          if f'action="/complaints/{mine}/{a}"' in anon.get(f"/complaints/{mine}", headers=h[who]).text
                          or f'formaction="/complaints/{mine}/{a}"' in anon.get(f"/complaints/{mine}",
                                                                               headers=h[who]).text}
-    assert forms("cg") == {"draft", "reply", "return", "extension-request"}  # the unit works and asks for time
+    # the unit signs for it, logs its first call, works it and asks for time
+    assert forms("cg") == {"acknowledge", "contact", "draft", "reply", "return", "extension-request"}
     assert forms("disp") == {"close", "extend", "merge"}  # the dispatcher may approve, grant time, merge
     assert forms("boss") == set()  # the manager reads
     # The unit asks for more time; the dispatcher decides on the page.
     r = anon.post(f"/complaints/{mine}/extension-request", data={"reason": "需等待检测报告", "working_days": "3"},
                   headers=h["cg"], follow_redirects=False)
     assert r.status_code == 303
-    assert forms("cg") == {"draft", "reply", "return"}  # one request at a time
+    assert forms("cg") == {"contact", "draft", "reply", "return"}  # one request at a time; asking was a receipt
     assert forms("disp") == {"close", "extend", "extension-decision", "merge"}
     assert "延期待审批" in anon.get("/queue", headers=h["disp"]).text
     r = anon.post(f"/complaints/{mine}/extension-decision", data={"decision": "approve"}, headers=h["cg"],

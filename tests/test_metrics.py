@@ -156,3 +156,42 @@ def test_as_of_leaves_out_later_closures(session, client, batch):
     m = compute_metrics(session, date(2026, 11, 2), date(2026, 11, 15), as_of=bj(2026, 11, 11, 23))
     # By 11-11 23:00: A (11-05) and G (11-11) closed; F's closure (11-10) was later undone by the reopen.
     assert (m["received"], m["closed"], m["on_time"]) == (6, 2, 2)
+
+
+def test_first_contact_figures(client, clock):
+    """先行联系: per dispatch. Period 11-02 … 11-08, read 11-11 12:00; contact deadline = 1 working day.
+
+    P contacted on time; Q contacted late; R never contacted; S returned before its contact deadline (owes none),
+    then re-dispatched to ecology and contacted on time. Due 4 (P Q R S'), on time 2, recorded 3."""
+    def dispatch(key, hour, unit=None):
+        cid = act(client, clock, bj(2026, 11, 2, hour), "/api/complaints",
+                  {"text": f"市民来电反映：白云区石井街石潭路{hour}号楼下烧烤店油烟直排。"}, expect=201)["id"]
+        act(client, clock, bj(2026, 11, 2, hour, 30), f"/api/complaints/{cid}/assign",
+            {"unit_type": unit} if unit else None)
+        return cid
+
+    p, q, r, s = (dispatch(k, h) for k, h in (("P", 9), ("Q", 10), ("R", 11), ("S", 12)))
+    act(client, clock, bj(2026, 11, 2, 15), f"/api/complaints/{s}/return", {"reason": "属环保职责"}, actor="城管")
+    act(client, clock, bj(2026, 11, 2, 16), f"/api/complaints/{s}/assign", {"unit_type": "ecology_environment"})
+    act(client, clock, bj(2026, 11, 3, 9), f"/api/complaints/{s}/contact", {"note": "电话联系"}, actor="环保")
+    act(client, clock, bj(2026, 11, 3, 10), f"/api/complaints/{p}/contact", {"note": "电话联系"}, actor="城管")
+    act(client, clock, bj(2026, 11, 5, 10), f"/api/complaints/{q}/contact", {"note": "电话联系"}, actor="城管")
+    later = act(client, clock, bj(2026, 11, 9, 9), "/api/complaints", {"text": "市民来电反映：齐富路饭店油烟直排。"},
+                expect=201)["id"]
+    act(client, clock, bj(2026, 11, 9, 9, 30), f"/api/complaints/{later}/assign")  # contact due 11-10
+    clock.now = bj(2026, 11, 11, 12)
+
+    m = client.get("/api/metrics", params={"from": "2026-11-02", "to": "2026-11-08"}).json()
+    assert (m["contacted"], m["contact_due"], m["contact_on_time"], m["contact_on_time_rate"]) == (3, 4, 2, 0.5)
+    units = {u["unit_type"]: (u["contacted"], u["contact_due"], u["contact_on_time"], u["contact_on_time_rate"])
+             for u in m["by_unit"]}
+    assert units == {"urban_management": (2, 3, 1, 0.3333), "ecology_environment": (1, 1, 1, 1.0)}
+    report = client.get("/api/report", params={"from": "2026-11-02", "to": "2026-11-08"}).text
+    assert "应在时限内先行联系来电人4件次，按时联系2件次，先行联系及时率50%" in report
+
+    # A period whose dispatches logged no contact (an office not using the step) reports no 0% rate.
+    quiet = client.get("/api/metrics", params={"from": "2026-11-09", "to": "2026-11-09"}).json()
+    assert (quiet["contacted"], quiet["contact_due"], quiet["contact_on_time_rate"]) == (0, 1, 0.0)
+    assert "先行联系" not in client.get("/api/report", params={"from": "2026-11-09", "to": "2026-11-09"}).text
+    page = client.get("/dashboard", params={"from": "2026-11-09", "to": "2026-11-09"}).text
+    assert "本期未登记先行联系" in page and 'data-kpi="contact_on_time_rate"' not in page

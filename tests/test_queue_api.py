@@ -297,3 +297,34 @@ def test_extension_request_and_decision_over_http(client):
     post(client, f"/api/complaints/{cid}/extension-decision", {"approve": True}, expect=409)
     kinds = [e["kind"] for e in client.get(f"/api/complaints/{cid}").json()["events"]]
     assert kinds[-2:] == ["extension_requested", "extend"]
+
+
+def test_receipt_and_first_contact_over_http(client, clock):
+    clock.now = bj(2026, 11, 2, 9)
+    cid = post(client, "/api/complaints", {"text": FUMES}, expect=201)["id"]
+    post(client, f"/api/complaints/{cid}/acknowledge", expect=409)  # not dispatched yet
+    post(client, f"/api/complaints/{cid}/assign")
+    item = next(i for i in client.get("/api/queue").json() if i["id"] == cid)
+    assert item["unacknowledged"] and not item["contact_overdue"]
+    a = post(client, f"/api/complaints/{cid}/acknowledge", actor="城管甲")
+    assert a["received_by"] == "城管甲" and a["received_at"]
+    post(client, f"/api/complaints/{cid}/acknowledge", actor="城管甲", expect=409)
+    clock.now = bj(2026, 11, 4, 9)  # the contact deadline (11-03) has passed
+    assert next(i for i in client.get("/api/queue").json() if i["id"] == cid)["contact_overdue"]
+    post(client, f"/api/complaints/{cid}/contact", {"note": ""}, expect=422)
+    post(client, f"/api/complaints/{cid}/contact", {"note": "电话", "contacted_at": "下午"}, expect=422)
+    a = post(client, f"/api/complaints/{cid}/contact", {"note": "电话联系来电人", "contacted_at": "2026-11-03T15:00"},
+             actor="城管甲")
+    assert local_date(a["contacted_at"]) == "2026-11-03" and a["contact_note"] == "电话联系来电人"
+    item = next(i for i in client.get("/api/queue").json() if i["id"] == cid)
+    assert not item["unacknowledged"] and not item["contact_overdue"]
+    events = client.get(f"/api/complaints/{cid}").json()["events"]
+    assert [e["kind"] for e in events][-2:] == ["acknowledge", "contact"] and events[-1]["data"]["on_time"]
+
+
+def test_a_returned_case_leaves_its_units_filter(client):
+    cid = post(client, "/api/complaints", {"text": FUMES}, expect=201)["id"]
+    post(client, f"/api/complaints/{cid}/assign")
+    post(client, f"/api/complaints/{cid}/return", {"reason": "非本单位职责"})
+    assert client.get("/api/queue", params={"unit_type": "urban_management"}).json() == []
+    assert [i["id"] for i in client.get("/api/queue", params={"status": "returned"}).json()] == [cid]

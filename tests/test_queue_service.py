@@ -513,3 +513,69 @@ def test_similarity_helpers():
     assert d.text_similarity(FUMES, NOISE) < d.DUP_TEXT_MIN
     assert "石潭路88号" in "".join(d.places(FUMES))
     assert d.place_similarity(None, "噪音很大", None, FUMES) is None
+
+
+# ------------------------------------------------------------------------------- receipt and first contact
+def test_receipt_and_first_contact_of_a_dispatch(session, triager):
+    c = service.intake(session, text=FUMES, triager=triager, now=bj(2026, 11, 2, 9))
+    a = service.assign(session, complaint_id=c.id, actor="调度员", now=bj(2026, 11, 2, 9, 30))
+    assert a.received_at is None and a.contacted_at is None
+    assert a.contact_deadline == bj(2026, 11, 3, 23, 59, 59)  # 1 working day (knowledge/sla.yaml)
+    a = service.acknowledge(session, complaint_id=c.id, actor="城管甲", now=bj(2026, 11, 2, 10))
+    assert (a.received_at, a.received_by) == (bj(2026, 11, 2, 10), "城管甲")
+    with pytest.raises(service.IllegalTransition, match="已.*签收"):
+        service.acknowledge(session, complaint_id=c.id, actor="城管乙", now=bj(2026, 11, 2, 11))
+    # A contact logged afterwards keeps the time it happened; a time in the future or before the dispatch is refused.
+    for when, fragment in (("2026-11-02T09:00", "早于派单"), ("2026-11-05T09:00", "晚于现在"), ("昨天", "无法识别")):
+        with pytest.raises(service.InvalidInput, match=fragment):
+            service.record_contact(session, complaint_id=c.id, actor="城管甲", note="电话联系", contacted_at=when,
+                                   now=bj(2026, 11, 4, 9))
+    with pytest.raises(service.InvalidInput, match="联系情况"):
+        service.record_contact(session, complaint_id=c.id, actor="城管甲", note="  ", now=bj(2026, 11, 4, 9))
+    a = service.record_contact(session, complaint_id=c.id, actor="城管甲", note="电话联系来电人，约定次日核查",
+                               contacted_at="2026-11-03T16:00", now=bj(2026, 11, 4, 9))  # naive = Beijing
+    assert a.contacted_at == bj(2026, 11, 3, 16) and a.contact_note.startswith("电话联系")
+    with pytest.raises(service.IllegalTransition, match="先行联系"):
+        service.record_contact(session, complaint_id=c.id, actor="城管甲", note="再联系", now=bj(2026, 11, 4, 10))
+    evs = events(session, c.id)
+    assert [e.kind for e in evs][-2:] == ["acknowledge", "contact"]
+    assert evs[-1].data["on_time"] is True and evs[-1].at == bj(2026, 11, 4, 9)
+
+
+def test_contact_after_its_deadline_is_recorded_as_late(session, triager):
+    c = service.intake(session, text=FUMES, triager=triager, now=bj(2026, 11, 2, 9))
+    service.assign(session, complaint_id=c.id, actor="调度员", now=bj(2026, 11, 2, 9, 30))
+    a = service.record_contact(session, complaint_id=c.id, actor="城管甲", note="电话联系", now=bj(2026, 11, 4, 9))
+    assert a.received_at == bj(2026, 11, 4, 9)  # contact implies receipt
+    kinds = [e.kind for e in events(session, c.id)]
+    assert kinds[-1] == "contact" and "acknowledge" not in kinds  # implied: the contact event is the record
+    assert events(session, c.id)[-1].data["on_time"] is False
+
+
+def test_unit_actions_imply_receipt_and_a_redispatch_needs_a_new_one(session, triager):
+    c = service.intake(session, text=FUMES, triager=triager, now=bj(2026, 11, 2, 9))
+    first = service.assign(session, complaint_id=c.id, actor="调度员", now=bj(2026, 11, 2, 9, 30))
+    service.return_(session, complaint_id=c.id, actor="城管甲", reason="非本单位职责", now=bj(2026, 11, 2, 11))
+    assert (first.received_at, first.received_by) == (bj(2026, 11, 2, 11), "城管甲")
+    second = service.assign(session, complaint_id=c.id, actor="调度员", unit_type="ecology_environment",
+                            now=bj(2026, 11, 2, 12))
+    assert second.id != first.id and second.received_at is None
+    queue = service.list_queue(session, now=bj(2026, 11, 2, 13))
+    assert queue[0].unacknowledged and not queue[0].contact_overdue
+    later = service.list_queue(session, now=bj(2026, 11, 4, 9))  # contact deadline 11-03 passed, none logged
+    assert later[0].contact_overdue and later[0].priority == 4  # a badge, not a queue jump
+    service.submit_reply(session, complaint_id=c.id, actor="环保甲", reply="已核查。", result="属实",
+                         now=bj(2026, 11, 4, 10))
+    assert second.received_by == "环保甲"
+    with pytest.raises(service.IllegalTransition):
+        service.acknowledge(session, complaint_id=c.id, actor="环保甲", now=bj(2026, 11, 4, 11))  # replied
+
+
+def test_a_returned_case_is_under_no_unit_in_the_queue_filter(session, triager):
+    c = service.intake(session, text=FUMES, triager=triager, now=bj(2026, 11, 2, 9))
+    service.assign(session, complaint_id=c.id, actor="调度员", now=bj(2026, 11, 2, 9, 30))
+    now = bj(2026, 11, 2, 12)
+    assert [e.complaint.id for e in service.list_queue(session, unit_type="urban_management", now=now)] == [c.id]
+    service.return_(session, complaint_id=c.id, actor="城管甲", reason="非本单位职责", now=bj(2026, 11, 2, 11))
+    assert service.list_queue(session, unit_type="urban_management", now=now) == []
+    assert [e.complaint.id for e in service.list_queue(session, now=now)] == [c.id]  # the dispatcher's again

@@ -574,3 +574,27 @@ def test_no_extension_form_once_the_limit_is_reached(app, client):
     page = client.get(f"/complaints/{cid}").text
     assert f'action="/complaints/{cid}/extend"' not in page and f'/complaints/{cid}/extension-request"' not in page
     assert f'action="/complaints/{cid}/return"' in page  # the rest of the unit's work stays
+
+
+def test_the_unit_signs_for_a_case_and_logs_its_first_contact(app, client, clock):
+    cid = intake(client, FUMES)
+    post(client, f"/complaints/{cid}/assign", {"action": "accept"})
+    assert "待签收" in client.get("/queue").text
+    page = client.get(f"/complaints/{cid}").text
+    assert f'action="/complaints/{cid}/acknowledge"' in page and f'action="/complaints/{cid}/contact"' in page
+    r = post(client, f"/complaints/{cid}/acknowledge")
+    assert "已签收" in flashes(client.get(r.headers["location"]).text)[0]
+    page = client.get(f"/complaints/{cid}").text
+    assert f'action="/complaints/{cid}/acknowledge"' not in page and "待签收" not in page
+    bad = client.post(f"/complaints/{cid}/contact", data={"note": "电话", "contacted_at": "2099-01-01T09:00"})
+    assert bad.status_code == 422 and "联系时间不能晚于现在" in bad.text and 'value="电话"' in bad.text  # kept
+    from triage.queue.sla import to_local
+
+    clock.now += timedelta(hours=2)
+    when = to_local(clock.now - timedelta(minutes=5))  # the datetime-local field sends Beijing wall time
+    post(client, f"/complaints/{cid}/contact", {"note": "电话联系来电人，约定明日核查",
+                                                "contacted_at": when.strftime("%Y-%m-%dT%H:%M")})
+    c = load(app, cid)
+    assert c.assignment.contact_note == "电话联系来电人，约定明日核查" and c.assignment.received_at is not None
+    page = client.get(f"/complaints/{cid}").text
+    assert f"先行联系：{when:%Y-%m-%d %H:%M}" in page and f'action="/complaints/{cid}/contact"' not in page

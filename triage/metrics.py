@@ -58,6 +58,25 @@ class _Facts:
     extended: bool
     relapse: bool
     overdue_open: bool
+    contact_due: int  # dispatches whose first-contact deadline has come (or that recorded a contact)
+    contact_on_time: int  # of those, contacted by the deadline
+    contacted: int  # dispatches with a first contact recorded (none: the office does not log contacts)
+
+
+def _contact_due(a, as_of: datetime) -> bool:
+    """A dispatch owes a first contact once its contact deadline has passed while the unit still held it; one
+    that recorded a contact counts either way. A dispatch returned or merged before its contact deadline owes
+    none."""
+    if a.contact_deadline is None:
+        return False
+    if a.contacted_at is not None and a.contacted_at <= as_of:
+        return True
+    return a.contact_deadline <= as_of and (a.ended_at is None or a.ended_at > a.contact_deadline)
+
+
+def _contact_on_time(a, as_of: datetime) -> bool:
+    return (a.contact_deadline is not None and a.contacted_at is not None and a.contacted_at <= as_of
+            and a.contacted_at <= a.contact_deadline)
 
 
 def _type_of(c: Complaint, parent: Complaint | None = None) -> str:
@@ -81,7 +100,10 @@ def _facts(c: Complaint, as_of: datetime) -> _Facts:
         assigned=(c.assign_count or 0) > 0, returned=(c.return_count or 0) > 0,
         reopened=(c.reopen_count or 0) > 0, extended=(c.extension_count or 0) > 0,
         relapse=c.relapse_of is not None,
-        overdue_open=open_ and c.deadline is not None and c.deadline < as_of)
+        overdue_open=open_ and c.deadline is not None and c.deadline < as_of,
+        contact_due=sum(_contact_due(a, as_of) for a in c.assignments),
+        contact_on_time=sum(_contact_on_time(a, as_of) for a in c.assignments),
+        contacted=sum(a.contacted_at is not None and a.contacted_at <= as_of for a in c.assignments))
 
 
 def _block(fs: list[_Facts]) -> dict[str, Any]:
@@ -100,6 +122,8 @@ def _block(fs: list[_Facts]) -> dict[str, Any]:
         "reopened": reopened, "reopen_rate": rate(reopened, ever_closed),
         "extended": extended, "extension_rate": rate(extended, assigned),
         "relapses": sum(f.relapse for f in fs), "overdue_open": sum(f.overdue_open for f in fs),
+        "contacted": sum(f.contacted for f in fs), "contact_due": (due := sum(f.contact_due for f in fs)),
+        "contact_on_time": (ct := sum(f.contact_on_time for f in fs)), "contact_on_time_rate": rate(ct, due),
     }
 
 
@@ -154,6 +178,9 @@ def compute_metrics(session: Session, date_from: date, date_to: date, *,
         for a in assignments:
             key = (a.unit_type, a.unit_name)
             seen.add(key)
+            units[key]["contact_due"] += _contact_due(a, as_of)
+            units[key]["contact_on_time"] += _contact_on_time(a, as_of)
+            units[key]["contacted"] += a.contacted_at is not None and a.contacted_at <= as_of
             if a.end_reason == "returned" and (a.ended_at is None or a.ended_at <= as_of):
                 returned_by.add(key)
         for key in seen:
@@ -174,7 +201,9 @@ def compute_metrics(session: Session, date_from: date, date_to: date, *,
          "closed": u["closed"], "closure_rate": rate(u["closed"], u["handled"]), "on_time": u["on_time"],
          "on_time_rate": rate(u["on_time"], u["closed"]), "returned": u["returned"],
          "return_rate": rate(u["returned"], u["assigned"]), "extended": u["extended"],
-         "reopened": u["reopened"], "overdue_open": u["overdue_open"]}
+         "reopened": u["reopened"], "overdue_open": u["overdue_open"], "contacted": u["contacted"],
+         "contact_due": u["contact_due"],
+         "contact_on_time": u["contact_on_time"], "contact_on_time_rate": rate(u["contact_on_time"], u["contact_due"])}
         for (ut, un), u in sorted(units.items(), key=lambda kv: (-kv[1]["assigned"], kv[0]))]
 
     # by week: Monday-based weeks of the received date (Beijing), clipped to the period.

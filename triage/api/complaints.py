@@ -28,6 +28,7 @@ from triage.queue.schemas import (
     AssignmentOut,
     CloseIn,
     ComplaintDetail,
+    ContactIn,
     ComplaintIn,
     DraftAnswer,
     DraftIn,
@@ -145,6 +146,23 @@ def return_(complaint_id: int, body: ReasonIn, session: Session = Depends(get_se
     service.return_(session, complaint_id=complaint_id, actor=actor, reason=body.reason, now=now)
     session.commit()
     return _detail(session, complaint_id)
+
+
+@router.post("/complaints/{complaint_id}/acknowledge", response_model=AssignmentOut, summary="承办单位签收")
+def acknowledge(complaint_id: int, session: Session = Depends(get_session), actor: str = Depends(get_actor),
+                now: datetime = Depends(get_now)) -> AssignmentOut:
+    a = service.acknowledge(session, complaint_id=complaint_id, actor=actor, now=now)
+    session.commit()
+    return assignment_out(a)
+
+
+@router.post("/complaints/{complaint_id}/contact", response_model=AssignmentOut, summary="登记先行联系")
+def record_contact(complaint_id: int, body: ContactIn, session: Session = Depends(get_session),
+                   actor: str = Depends(get_actor), now: datetime = Depends(get_now)) -> AssignmentOut:
+    a = service.record_contact(session, complaint_id=complaint_id, actor=actor, note=body.note,
+                               contacted_at=body.contacted_at, now=now)
+    session.commit()
+    return assignment_out(a)
 
 
 @router.post("/complaints/{complaint_id}/extend", response_model=AssignmentOut, summary="延期（调度员直接批准）")

@@ -195,8 +195,20 @@ class Assignment(Base):
     extension_requested_by: Mapped[str | None] = mapped_column(String(100))
     extension_request_reason: Mapped[str | None] = mapped_column(Text)
     extension_request_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # 签收: the unit confirmed it has the case (explicitly, or by any later action of its own on it).
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_by: Mapped[str | None] = mapped_column(String(100))
+    # 先行联系: when and how the unit first reached the complainant (checked against contact_deadline).
+    contacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    contacted_by: Mapped[str | None] = mapped_column(String(100))
+    contact_note: Mapped[str | None] = mapped_column(Text)
 
     complaint: Mapped[Complaint] = relationship(back_populates="assignments")
+
+    def contact_overdue(self, now: datetime) -> bool:
+        """In force, its first-contact deadline passed, and no contact recorded."""
+        return (self.ended_at is None and self.contacted_at is None and self.contact_deadline is not None
+                and self.contact_deadline < now)
 
 
 class ReplyDraft(Base):

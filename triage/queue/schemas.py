@@ -67,6 +67,11 @@ class ExtensionDecisionIn(BaseModel):
     reason: str | None = Field(default=None, description="不同意时必填：理由")
 
 
+class ContactIn(BaseModel):
+    note: str = Field(description="联系方式与结果，如：电话联系投诉人，约定明日现场核查")
+    contacted_at: str | None = Field(default=None, description="联系时间（ISO，无时区按北京时间）；默认现在")
+
+
 class MergeIn(BaseModel):
     parent_id: int
     reason: str | None = None
@@ -121,6 +126,11 @@ class AssignmentOut(_Out):
     extension_requested_by: str | None = None
     extension_request_reason: str | None = None
     extension_request_deadline: datetime | None = None
+    received_at: datetime | None = None
+    received_by: str | None = None
+    contacted_at: datetime | None = None
+    contacted_by: str | None = None
+    contact_note: str | None = None
 
 
 class DraftOut(_Out):
@@ -236,6 +246,8 @@ class QueueItem(BaseModel):
     relapse_of: int | None
     triage_error: str | None
     extension_pending: bool = False
+    contact_overdue: bool = False
+    unacknowledged: bool = False
 
 
 class RelapseItem(BaseModel):
@@ -300,7 +312,8 @@ def queue_item(entry) -> QueueItem:
         unit_type=c.unit_type or (s.unit_type if s else None),
         unit_name=c.unit_name or (s.unit_name if s else None),
         confidence=s.confidence if s else None, duplicate_of=c.duplicate_of, relapse_of=c.relapse_of,
-        triage_error=c.triage_error, extension_pending=c.extension_pending)
+        triage_error=c.triage_error, extension_pending=c.extension_pending,
+        contact_overdue=entry.contact_overdue, unacknowledged=entry.unacknowledged)
 
 
 def relapse_item(r) -> RelapseItem:

@@ -42,7 +42,7 @@ from triage.queue.models import (
     Suggestion,
     utcnow,
 )
-from triage.queue.sla import TZ, Sla, get_sla, parse_deadline
+from triage.queue.sla import TZ, Sla, get_sla, parse_deadline, to_local
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ STATUS_ZH = {
 ACTION_ZH = {
     "assign": "派单", "return": "退单", "extend": "延期", "reply": "提交答复", "close": "办结", "reopen": "重办",
     "merge": "合并", "draft": "起草答复", "triage": "分拣", "reject_reply": "驳回答复",
-    "request_extension": "申请延期", "decide_extension": "审批延期",
+    "request_extension": "申请延期", "decide_extension": "审批延期", "acknowledge": "签收",
+    "record_contact": "登记先行联系",
 }
 
 
@@ -594,6 +595,7 @@ def return_(session: Session, *, complaint_id: int, actor: str, reason: str,
         raise _illegal("return", c)
     reason_v = _require_text(reason, "reason", "退单理由", 2000)
     a = _active_assignment(session, c)
+    _mark_received(session, c, a, actor=actor, now=now, by_action="return")
     _lapse_request(session, c, a, actor=actor, now=now, why="已退单 / returned")
     if a is not None:
         a.ended_at, a.end_reason = now, "returned"
@@ -709,6 +711,7 @@ def request_extension(session: Session, *, complaint_id: int, actor: str, reason
                                 status=c.status)
     reason_v = _require_text(reason, "reason", "延期理由", 2000)
     new, note = _later_deadline(a, c, deadline=deadline, working_days=working_days, now=now, sla=sla)
+    _mark_received(session, c, a, actor=actor, now=now, by_action="request_extension")
     a.extension_requested_at, a.extension_requested_by = now, actor
     a.extension_request_reason, a.extension_request_deadline = reason_v, new
     _event(session, c, kind="extension_requested", actor=actor, at=now, from_status=c.status, to_status=c.status,
@@ -748,6 +751,68 @@ def decide_extension(session: Session, *, complaint_id: int, actor: str, approve
     return a
 
 
+# ------------------------------------------------------------------------------------ receipt and contact
+def _mark_received(session: Session, c: Complaint, a: Assignment | None, *, actor: str, now: datetime,
+                   by_action: str | None = None) -> None:
+    """Record the unit's receipt (签收) of the dispatch in force, once. ``by_action``: the unit acted on the case
+    (replied, returned it, asked for time, contacted the complainant) without signing for it first, which
+    shows it had it; that action's own event is the record, so no 签收 event is added."""
+    if a is None or a.received_at is not None:
+        return
+    a.received_at, a.received_by = now, actor
+    if by_action is None:
+        _event(session, c, kind="acknowledge", actor=actor, at=now, from_status=c.status, to_status=c.status,
+               data={"unit_type": a.unit_type, "unit_name": a.unit_name, "assigned_at": a.assigned_at})
+
+
+def acknowledge(session: Session, *, complaint_id: int, actor: str, now: datetime | None = None) -> Assignment:
+    """assigned → assigned (签收): the unit confirms it has received the dispatch. Once per dispatch."""
+    now = _now(now)
+    c = _lock(session, complaint_id)
+    a = _open_assignment(session, c, "acknowledge")
+    if a.received_at is not None:
+        raise IllegalTransition(f"本次派单已于 {to_local(a.received_at):%Y-%m-%d %H:%M} 由 {a.received_by} 签收 / "
+                                f"this dispatch was already acknowledged", status=c.status)
+    _mark_received(session, c, a, actor=actor, now=now)
+    _flush(session)
+    return a
+
+
+def record_contact(session: Session, *, complaint_id: int, actor: str, note: str,
+                   contacted_at: datetime | str | None = None, now: datetime | None = None) -> Assignment:
+    """assigned → assigned (先行联系): the unit records its first contact with the complainant, how and when
+    (``contacted_at`` defaults to now; staff often log a call afterwards). Checked against the dispatch's
+    first-contact deadline; implies receipt. Once per dispatch."""
+    now = _now(now)
+    c = _lock(session, complaint_id)
+    a = _open_assignment(session, c, "record_contact")
+    if a.contacted_at is not None:
+        raise IllegalTransition(f"本次派单已于 {to_local(a.contacted_at):%Y-%m-%d %H:%M} 登记先行联系 / first "
+                                f"contact already recorded for this dispatch", status=c.status)
+    note_v = _require_text(note, "note", "联系情况（方式、结果）", 2000)
+    if contacted_at is None or contacted_at == "":
+        at = now
+    else:
+        try:
+            at = to_local(contacted_at if isinstance(contacted_at, datetime)
+                          else datetime.fromisoformat(str(contacted_at).strip())).astimezone(now.tzinfo)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidInput(f"无法识别的联系时间 {contacted_at!r}（例：2026-11-30T09:30） / unparseable "
+                               f"contacted_at") from exc
+        if at > now + FUTURE_TOLERANCE:
+            raise InvalidInput("联系时间不能晚于现在 / contacted_at is in the future")
+        if at < a.assigned_at:
+            raise InvalidInput(f"联系时间早于派单时间 {to_local(a.assigned_at):%Y-%m-%d %H:%M} / contacted_at is "
+                               f"before the dispatch", assigned_at=a.assigned_at.isoformat())
+    _mark_received(session, c, a, actor=actor, now=now, by_action="record_contact")
+    a.contacted_at, a.contacted_by, a.contact_note = at, actor, note_v
+    on_time = a.contact_deadline is None or at <= a.contact_deadline
+    _event(session, c, kind="contact", actor=actor, at=now, from_status=c.status, to_status=c.status,
+           reason=note_v, data={"contacted_at": at, "contact_deadline": a.contact_deadline, "on_time": on_time})
+    _flush(session)
+    return a
+
+
 def _check_result(result: str | None) -> str:
     r = (result or "").strip()
     if r not in RESULTS:
@@ -780,8 +845,10 @@ def submit_reply(session: Session, *, complaint_id: int, actor: str, reply: str,
     reply_v = _require_text(reply, "reply", "答复内容")
     result_v = _check_result(result)
     _record_reply(session, c, reply=reply_v, result=result_v, actor=actor, now=now, approved=False)
+    a = _active_assignment(session, c)
+    _mark_received(session, c, a, actor=actor, now=now, by_action="reply")
     # The reply ends the unit's need for time (else the request would come back with a 驳回).
-    _lapse_request(session, c, _active_assignment(session, c), actor=actor, now=now, why="已提交答复 / replied")
+    _lapse_request(session, c, a, actor=actor, now=now, why="已提交答复 / replied")
     prev = c.status
     c.status, c.reply, c.result = Status.replied.value, reply_v, result_v
     _event(session, c, kind="reply", actor=actor, at=now, from_status=prev, to_status=c.status,
@@ -1031,10 +1098,23 @@ class QueueEntry:
     low_confidence: bool
     priority: int
     priority_reason: str
+    # 先行联系超时: the first-contact deadline passed with no contact recorded. A badge, not a priority: an office
+    # that does not log contacts would otherwise see every case jump the queue a day after dispatch.
+    contact_overdue: bool = False
+    unacknowledged: bool = False  # 待签收: dispatched, the unit has not signed for it yet
 
 
 PRIORITY_REASONS = {0: "已超期", 1: "临期", 2: "待人工处理（退单、答复待审核、延期申请、低置信度或未能自动分拣）",
                     3: "紧急件", 4: "常规"}
+
+
+def _queue_unit(c: Complaint) -> str | None:
+    """The unit a queue filter files a complaint under: the unit working it; before dispatch, the suggested
+    one. A returned case is the dispatcher's again, under no unit (its old unit no longer holds it)."""
+    if c.status == Status.returned.value:
+        return None
+    s = c.suggestion
+    return c.unit_type or (s.unit_type if s else None)
 
 
 def list_queue(session: Session, *, status: str | list[str] | None = None, unit_type: str | None = None,
@@ -1062,10 +1142,12 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
     entries: list[QueueEntry] = []
     for c in rows:
         s = c.suggestion
-        if unit_type and (c.unit_type or (s.unit_type if s else None)) != unit_type:
+        if unit_type and _queue_unit(c) != unit_type:
             continue
         open_ = c.status in {x.value for x in OPEN_STATUSES}
         overdue = open_ and sla.is_overdue(c.deadline, now)
+        a = c.assignment if c.status == Status.assigned.value else None
+        contact_late = a is not None and a.contact_overdue(now)
         soon = open_ and not overdue and sla.is_due_soon(c.deadline, now)
         needs_person = c.status in (Status.received.value, Status.returned.value) or (
             c.status == Status.triaged.value and s is not None and s.low_confidence) or c.extension_pending or (
@@ -1082,7 +1164,8 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
             p = 4
         # Low confidence is the model's doubt: once a dispatcher has set the labels it no longer applies.
         low = bool(s and s.low_confidence) and c.pollution_type is None
-        entries.append(QueueEntry(c, overdue, soon, low, p, PRIORITY_REASONS[p]))
+        entries.append(QueueEntry(c, overdue, soon, low, p, PRIORITY_REASONS[p], contact_overdue=contact_late,
+                                  unacknowledged=a is not None and a.ended_at is None and a.received_at is None))
     far = datetime.max.replace(tzinfo=now.tzinfo)
     entries.sort(key=lambda e: (e.priority, e.complaint.deadline or far, e.complaint.received_at, e.complaint.id))
     return entries[:limit]

@@ -18,6 +18,7 @@ EVENT_ZH = {
     "flag_duplicate": "标记疑似重复", "flag_relapse": "标记反弹", "case_learned": "纳入历史案例库",
     "case_sink_failed": "纳入案例库失败", "demo_link_removed": "演示数据已清除",
     "extension_requested": "申请延期", "extension_denied": "不同意延期", "extension_lapsed": "延期申请失效",
+    "contact": "先行联系",
 }
 RESULTS = ("属实", "部分属实", "不属实")
 
@@ -154,6 +155,12 @@ def event_details(kind: str, data: dict[str, Any]) -> str:
             parts.append(f"同意 {data['requested_by']} 的延期申请")
     elif kind in ("extension_requested", "extension_denied"):
         parts.append(f"申请延至 {fmt_dt(data.get('requested_deadline'))}")
+    elif kind == "acknowledge":
+        parts.append(f"签收单位：{data.get('unit_name') or unit_kind_name(data.get('unit_type'))}")
+    elif kind == "contact":
+        parts.append(f"联系时间：{fmt_dt(data.get('contacted_at'))}")
+        if data.get("contact_deadline"):
+            parts.append("按时" if data.get("on_time") else f"超过期限 {fmt_dt(data['contact_deadline'])}")
     elif kind == "close":
         if data.get("result"):
             parts.append(f"核查结果：{data['result']}")

@@ -275,7 +275,7 @@ def _queue_row(entry: service.QueueEntry, now: datetime, sla: Sla) -> dict[str, 
         # The model's confidence belongs to its own labels: none once a dispatcher has decided them.
         "confidence": s.confidence if s and c.pollution_type is None else None, "low": entry.low_confidence,
         "overdue": entry.overdue,
-        "due_soon": entry.due_soon, "reason": entry.priority_reason,
+        "due_soon": entry.due_soon, "reason": entry.priority_reason, "contact_late": entry.contact_overdue,
         "countdown": present.countdown(c.deadline, now, sla, open_=c.is_open),
         "bulk": c.status == Status.triaged.value and s is not None and not s.low_confidence
         and c.merged_into is None,
@@ -483,6 +483,10 @@ def _case_ctx(p: Page, complaint_id: int) -> dict[str, Any]:
         "request_extension": st == Status.assigned.value and may("complaints.work") and not c.extension_pending
         and not at_limit,
         "decide_extension": c.extension_pending and may("complaints.extend"),
+        "acknowledge": st == Status.assigned.value and c.assignment is not None
+        and c.assignment.received_at is None and may("complaints.work"),
+        "contact": st == Status.assigned.value and c.assignment is not None
+        and c.assignment.contacted_at is None and may("complaints.work"),
         # While a reply waits for review only a reviewer who may also draft (admin, dev mode) redrafts it.
         "draft": may("complaints.work") and (st == Status.assigned.value
                                              or (st == Status.replied.value and may("complaints.close"))),
@@ -498,6 +502,8 @@ def _case_ctx(p: Page, complaint_id: int) -> dict[str, Any]:
         "latest": latest, "events": events, "can": can, "form": {},
         "labels": {"pollution_type": pt, "subtype": sub, "unit_type": ut, "unit_name": un},
         "countdown": present.countdown(c.deadline, p.now, p.sla, open_=c.is_open),
+        "contact_late": st == Status.assigned.value and c.assignment is not None
+        and c.assignment.contact_overdue(p.now),
         "assignment": c.assignment, "max_extensions": p.sla.policy.max_extensions,
         "today": local_date(p.now).isoformat(), **_options(p.unit_namer),
     }
@@ -608,6 +614,27 @@ def return_action(complaint_id: int, reason: str = Form(""), p: Page = Depends(p
     return _act(p, complaint_id, run, "work", {"return_reason": reason})
 
 
+@router.post("/complaints/{complaint_id}/acknowledge")
+def acknowledge_action(complaint_id: int, p: Page = Depends(page)) -> Response:
+    def run() -> str:
+        service.acknowledge(p.session, complaint_id=complaint_id, actor=p.actor, now=p.now)
+        return "已签收。"
+
+    return _act(p, complaint_id, run, "assignment", {})
+
+
+@router.post("/complaints/{complaint_id}/contact")
+def contact_action(complaint_id: int, note: str = Form(""), contacted_at: str = Form(""),
+                   p: Page = Depends(page)) -> Response:
+    def run() -> str:
+        a = service.record_contact(p.session, complaint_id=complaint_id, actor=p.actor, note=note,
+                                   contacted_at=contacted_at.strip() or None, now=p.now)
+        late = a.contact_deadline is not None and a.contacted_at > a.contact_deadline
+        return "已登记先行联系" + ("（已超过先行联系期限）。" if late else "。")
+
+    return _act(p, complaint_id, run, "contact", {"contact_note": note, "contacted_at": contacted_at})
+
+
 @router.post("/complaints/{complaint_id}/reject")
 def reject_action(complaint_id: int, reason: str = Form(""), p: Page = Depends(page)) -> Response:
     def run() -> str:
@@ -707,7 +734,7 @@ def dashboard(date_from: str | None = Query(None, alias="from"), date_to: str | 
 
 
 CSV_COLUMNS = ["分组", "名称", "受理", "派单", "现承办", "办结", "办结率", "按时办结", "按时办结率", "退单", "退单率",
-               "重办", "重办率", "延期", "超期未办结", "反弹"]
+               "重办", "重办率", "延期", "超期未办结", "反弹", "应先行联系", "按时联系", "先行联系及时率"]
 
 
 def _csv_row(group: str, name: str, b: dict[str, Any]) -> list[Any]:
@@ -719,7 +746,7 @@ def _csv_row(group: str, name: str, b: dict[str, Any]) -> list[Any]:
 
     return [group, name, v("received"), v("assigned"), v("handled"), v("closed"), r("closure_rate"), v("on_time"),
             r("on_time_rate"), v("returned"), r("return_rate"), v("reopened"), r("reopen_rate"), v("extended"),
-            v("overdue_open"), v("relapses")]
+            v("overdue_open"), v("relapses"), v("contact_due"), v("contact_on_time"), r("contact_on_time_rate")]
 
 
 @router.get("/dashboard.csv")

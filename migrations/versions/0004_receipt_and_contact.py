@@ -1,0 +1,37 @@
+"""Receipt (签收) and first contact (先行联系) of a dispatch.
+
+Five nullable columns on assignments; the steps themselves are audit events.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-30
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0004'
+down_revision: str | Sequence[str] | None = '0003'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('assignments') as batch:
+        batch.add_column(sa.Column('received_at', sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column('received_by', sa.String(length=100), nullable=True))
+        batch.add_column(sa.Column('contacted_at', sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column('contacted_by', sa.String(length=100), nullable=True))
+        batch.add_column(sa.Column('contact_note', sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('assignments') as batch:
+        batch.drop_column('contact_note')
+        batch.drop_column('contacted_by')
+        batch.drop_column('contacted_at')
+        batch.drop_column('received_by')
+        batch.drop_column('received_at')
