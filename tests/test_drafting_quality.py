@@ -208,3 +208,18 @@ def test_prompt_without_version_is_rejected():
         parse_prompt("---\npurpose: x\n---\n<!-- role: human -->\nhi {text}\n")
     with pytest.raises(PromptFileError):
         parse_prompt("no front matter")
+
+
+def test_a_reply_on_a_matter_that_is_not_ours_needs_no_legal_basis():
+    reply = ("您好！您反映的小区门口占道经营问题已收悉。经我所工作人员现场核查，情况属实。已督促摊主规范经营，"
+             "下一步将加强巡查。感谢您的监督。")
+    complaint = "小区门口有人占道经营，影响通行。"
+    env = check_draft(reply, complaint_text=complaint, facts_date="2026-11-20", known_articles=None)
+    ours = check_draft(reply, complaint_text=complaint, facts_date="2026-11-20", known_articles=None,
+                       needs_basis=False)
+    assert "缺少法律依据" in env.problems and "法律依据" not in ours.parts
+    assert not any("法律依据" in p for p in ours.problems) and ours.score > env.score
+    cited = check_draft(reply + "依据《中华人民共和国道路交通安全法》第九百条处理。", complaint_text=complaint,
+                        facts_date="2026-11-20", known_articles=[("中华人民共和国道路交通安全法", 31)],
+                        needs_basis=False)
+    assert any("第九百条" in p for p in cited.problems)  # a citation it does make is still checked

@@ -173,6 +173,9 @@ def test_a_matter_that_is_not_environmental_gets_no_environmental_reply(retrieve
                                               "actions": "已电话告知来电人所需材料"}), settings=NO_LLM, retriever=retriever)
     assert "将将" not in done.text and "依照" not in done.text  # no doubled word, no empty claim of a legal basis
     assert "下一步，我所将把办理结果及时告知您。" in done.text
+    # Its reply lacks a legal basis on purpose: the quality check does not count that part as missing.
+    assert "法律依据" not in done.quality.parts and not any("法律依据" in p for p in done.quality.problems)
+    assert all(done.quality.parts.values()) and done.quality.score >= 0.85, done.quality
 
 
 @pytest.mark.parametrize("subtype, text, expected", [

@@ -220,12 +220,18 @@ def _citation_pairs(text: str, citations: Iterable[Citation | Mapping[str, Any]]
 
 
 def check_draft(text: str, *, complaint_text: str, facts_date: date | datetime | str | None,
-                known_articles: KnownArticles, citations: Iterable[Citation | Mapping[str, Any]] | None = None
-                ) -> QualityReport:
-    """Score a reply draft; see the module docstring for the formula. Never raises on odd input."""
+                known_articles: KnownArticles, citations: Iterable[Citation | Mapping[str, Any]] | None = None,
+                needs_basis: bool = True) -> QualityReport:
+    """Score a reply draft; see the module docstring for the formula. Never raises on odd input.
+
+    ``needs_basis=False``: a matter that is not environmental (re-dispatched to the unit whose duty it is) cites
+    no environmental law on purpose; its reply is judged on the other five parts, and citing nothing is not a
+    fault (a citation it does make is still checked)."""
     text = text or ""
     on = as_date(facts_date) or today()
     parts = detect_parts(text)
+    if not needs_basis:
+        parts.pop("法律依据", None)
     problems: list[str] = []
     for name, present in parts.items():
         if not present:
@@ -245,7 +251,7 @@ def check_draft(text: str, *, complaint_text: str, facts_date: date | datetime |
     problems.extend(cite_problems)
     if n_invalid:
         cite_score = max(0.0, 1.0 - 0.5 * n_invalid)
-    elif n_valid:
+    elif n_valid or not needs_basis:
         cite_score = 1.0
     else:
         cite_score = 0.5
