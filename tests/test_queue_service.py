@@ -579,3 +579,29 @@ def test_a_returned_case_is_under_no_unit_in_the_queue_filter(session, triager):
     service.return_(session, complaint_id=c.id, actor="城管甲", reason="非本单位职责", now=bj(2026, 11, 2, 11))
     assert service.list_queue(session, unit_type="urban_management", now=now) == []
     assert [e.complaint.id for e in service.list_queue(session, now=now)] == [c.id]  # the dispatcher's again
+
+
+def test_no_extension_once_the_deadline_has_passed(session, triager):
+    """An extension granted after the deadline turned a late case into an on-time one (按时办结率) and hid it from
+    超期未办结. A request made in time may still be approved later."""
+    cid = service.intake(session, text=FUMES, triager=triager, now=bj(2026, 11, 2, 9)).id
+    a = service.assign(session, complaint_id=cid, actor="d", now=bj(2026, 11, 2, 9))
+    assert a.deadline == bj(2026, 11, 9, 23, 59, 59)
+    service.request_extension(session, complaint_id=cid, actor="u", reason="需检测", working_days=2,
+                              now=bj(2026, 11, 9, 20))
+    a = service.decide_extension(session, complaint_id=cid, actor="d", approve=True, now=bj(2026, 11, 10, 9))
+    assert a.deadline == bj(2026, 11, 11, 23, 59, 59)
+    late = bj(2026, 11, 12, 9)
+    for step in (service.extend, service.request_extension):
+        with pytest.raises(service.IllegalTransition, match="已超过办理期限"):
+            step(session, complaint_id=cid, actor="d", reason="补办延期", working_days=3, now=late)
+    assert session.get(Complaint, cid).deadline == bj(2026, 11, 11, 23, 59, 59)
+
+
+def test_relapse_gap_counts_beijing_calendar_days():
+    from types import SimpleNamespace
+
+    closed = bj(2026, 11, 18, 18, 54)
+    r = service.Relapse(SimpleNamespace(received_at=bj(2026, 11, 20, 10)), None, closed, "属实")
+    assert r.days_since_close == 2  # 47 hours: two calendar days, as the report says (the dashboard said 1)
+    assert service.Relapse(SimpleNamespace(received_at=bj(2026, 11, 18, 23)), None, closed, None).days_since_close == 0

@@ -17,7 +17,7 @@ def test_report_has_the_figures(session, batch):  # noqa: F811
     assert text.startswith("# 12345环境类投诉办理情况报告（2026年11月2日至11月15日）")
     assert "2026年11月2日至11月15日，共受理12345环境类投诉6件（另有重复件1件已并入原件办理，不重复计数）" in text
     assert "已办结4件，12345办结率66.7%；其中按期办结3件，按时办结率75%" in text
-    assert "派单5件，承办单位退单1件，退单率20%；申请延期1件。" in text
+    assert "派单5件，承办单位退单1件，退单率20%；经批准延期1件。" in text
     assert "重办1件，重办率20%" in text and "反弹）1件" in text
     assert "尚有2件已超过办理时限仍未办结" in text
     assert "**大气污染**：受理3件，占50%；办结2件，办结率66.7%，按时办结率100%；重复件1件；反弹1件。" in text
@@ -37,8 +37,18 @@ def test_report_has_the_figures(session, batch):  # noqa: F811
 
 def test_empty_period_reads_well(session):
     text = build_report(session, date(2026, 12, 1), date(2026, 12, 31), as_of=bj(2027, 1, 2, 9))
-    assert "共受理12345环境类投诉0件，本期未受理投诉。" in text
+    assert "2026年12月1日至12月31日，未受理12345环境类投诉。" in text
     assert "None" not in text and "暂无" not in text
+    ahead = build_report(session, date(2026, 12, 1), date(2026, 12, 31), as_of=bj(2026, 11, 30, 9))
+    assert "统计期间尚未开始" in ahead
+
+
+def test_a_period_with_only_duplicates_does_not_say_nothing_was_received(session, batch):  # noqa: F811
+    """C (received 11-03) was merged into A (11-02): a report of 11-03 alone used to read
+    “共受理…0件（另有重复件1件…），本期未受理投诉。”"""
+    text = build_report(session, date(2026, 11, 3), date(2026, 11, 3), as_of=bj(2026, 11, 20, 12))
+    assert "收到12345环境类投诉1件，均为此前投诉的重复件，已并入原件办理，不另计受理量。" in text
+    assert "未受理" not in text and "0件" not in text
 
 
 def test_helpers_and_command(settings, batch):  # noqa: F811
@@ -69,3 +79,6 @@ def test_the_cli_refuses_a_mistyped_year_with_a_reason(tmp_path, monkeypatch):
     monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
     r = CliRunner().invoke(app, ["report", "--from", "2026-11-01", "--to", "2099-12-31"])
     assert r.exit_code == 2 and "最长 3 年" in r.output and "Traceback" not in r.output
+    for first, last in (("0001-01-01", "0001-01-01"), ("9999-12-31", "9999-12-31")):  # overflowed the bounds
+        r = CliRunner().invoke(app, ["report", "--from", first, "--to", last])
+        assert r.exit_code == 2 and "1970–2200" in r.output, r.output

@@ -325,6 +325,8 @@ def test_dashboard_csv_export(app, client, clock):
     assert any(line.startswith("按类型,大气污染,1,") for line in lines)
     assert any(line.startswith("按承办单位,测试区urban_management,,1,1,1,100.0%") for line in lines)
     assert sum(line.startswith("按周,") for line in lines) == 6  # 10-01 … 11-02: six Monday weeks
+    header = lines[1].split(",")
+    assert "重复件（已合并）" in header and "先行联系及时率" in header  # the dashboard's figures, all of them
 
 
 def test_dashboard_default_period_tables_and_relapses(app, client, clock):

@@ -241,9 +241,14 @@ def report(
     """生成阶段工作报告 / the periodic work report."""
     from triage.report import report_command
 
-    try:
-        a, b = date.fromisoformat(date_from), date.fromisoformat(date_to)
-    except ValueError:
+    from triage.queue.schemas import parse_day
+    from triage.queue.service import InvalidInput
+
+    try:  # the API's own check: format, and years 1970–2200 (0001 or 9999 overflowed the period's bounds)
+        a, b = parse_day(date_from, "--from"), parse_day(date_to, "--to")
+    except InvalidInput as exc:
+        _fail(exc.message, 2)
+    if a is None or b is None:
         _fail("日期格式应为 YYYY-MM-DD / dates must be YYYY-MM-DD", 2)
     if b < a:
         _fail("结束日期早于开始日期 / --to is before --from", 2)

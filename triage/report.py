@@ -169,7 +169,7 @@ def build_context(session: Session, date_from: date, date_to: date, *, as_of: da
     relapses: list[dict[str, Any]] = []
     for r in list_relapses(session, start=start, end=end):
         c, closed = r.complaint, r.previous_closed_at
-        days = max(0, (_local_day(c.received_at) - _local_day(closed)).days) if closed else None
+        days = r.days_since_close
         relapses.append({
             "id": c.id, "received": cn_date(_local_day(c.received_at)), "text": _gist(c.text),
             "prev_id": r.previous.id, "prev_closed": cn_date(_local_day(closed)) if closed else "此前",
@@ -189,6 +189,7 @@ def build_context(session: Session, date_from: date, date_to: date, *, as_of: da
         "not_env": next((t["received"] for t in types if t["code"] == "not_environmental"), 0),
         "title": title or f"12345环境类投诉办理情况报告（{period}）",
         "as_of_text": f"{cn_date(local_as_of.date())}{local_as_of.hour}时",
+        "not_started": date_from > local_as_of.date(),
         "next_steps": _next_steps(m, types, m["by_unit"], names),
     }
 

@@ -318,7 +318,7 @@ def queue_item(entry) -> QueueItem:
 
 def relapse_item(r) -> RelapseItem:
     c = r.complaint
-    days = (c.received_at - r.previous_closed_at).days if r.previous_closed_at is not None else None
+    days = r.days_since_close
     return RelapseItem(id=c.id, received_at=c.received_at, text=c.text, address=c.address,
                        pollution_type=c.pollution_type or (c.suggestion.pollution_type if c.suggestion else None),
                        relapse_of=r.previous.id, relapse_of_closed_at=r.previous_closed_at,

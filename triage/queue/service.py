@@ -616,6 +616,12 @@ def _later_deadline(a: Assignment, c: Complaint, *, deadline: datetime | str | N
         raise InvalidInput("请给出新的期限 deadline 或延长的工作日数 working_days（二选一） / "
                            "give exactly one of deadline or working_days")
     _check_extension_limit(a, c, sla)
+    if now > a.deadline:
+        # 延期 is asked for before the time runs out; granted afterwards it would turn a late case into an
+        # on-time one in 按时办结率 and hide it from 超期未办结.
+        raise IllegalTransition(f"已超过办理期限 {to_local(a.deadline):%Y-%m-%d %H:%M}，不能再延期；超期记录保留，"
+                                f"请尽快办结 / the deadline has passed: an extension now would hide the lateness",
+                                status=c.status, deadline=a.deadline.isoformat())
     if working_days is not None:
         if working_days < 1 or working_days > 60:
             raise InvalidInput("working_days 须在 1 到 60 之间 / working_days must be 1..60")
@@ -1177,6 +1183,14 @@ class Relapse:
     previous: Complaint
     previous_closed_at: datetime | None  # the closure the complaint came back after
     previous_result: str | None
+
+    @property
+    def days_since_close(self) -> int | None:
+        """Beijing calendar days from that closure to this complaint's receipt (0: the same day); one rule for
+        the dashboard, the API and the report."""
+        if self.previous_closed_at is None:
+            return None
+        return max(0, (to_local(self.complaint.received_at).date() - to_local(self.previous_closed_at).date()).days)
 
 
 def relapse_basis(session: Session, c: Complaint) -> Relapse | None:

@@ -473,8 +473,9 @@ def _case_ctx(p: Page, complaint_id: int) -> dict[str, Any]:
     latest = c.drafts[-1] if c.drafts else None
     events = [{"e": e, "details": present.event_details(e.kind, e.data)} for e in c.events]
     may = lambda permission: _may(p.request, permission, c)  # noqa: E731
-    # No extension form where the limit is reached: it could only be refused.
-    at_limit = c.assignment is not None and (c.assignment.extensions or 0) >= p.sla.policy.max_extensions
+    # No extension form where the limit is reached or the deadline has passed: it could only be refused.
+    at_limit = c.assignment is not None and ((c.assignment.extensions or 0) >= p.sla.policy.max_extensions
+                                             or c.assignment.deadline < p.now)
     can = {
         "assign": st in (Status.received.value, Status.triaged.value, Status.returned.value)
         and c.merged_into is None and may("complaints.assign"),
@@ -734,7 +735,7 @@ def dashboard(date_from: str | None = Query(None, alias="from"), date_to: str | 
 
 
 CSV_COLUMNS = ["分组", "名称", "受理", "派单", "现承办", "办结", "办结率", "按时办结", "按时办结率", "退单", "退单率",
-               "重办", "重办率", "延期", "超期未办结", "反弹", "应先行联系", "按时联系", "先行联系及时率"]
+               "重办", "重办率", "延期", "超期未办结", "反弹", "重复件（已合并）", "应先行联系", "按时联系", "先行联系及时率"]
 
 
 def _csv_row(group: str, name: str, b: dict[str, Any]) -> list[Any]:
@@ -746,7 +747,7 @@ def _csv_row(group: str, name: str, b: dict[str, Any]) -> list[Any]:
 
     return [group, name, v("received"), v("assigned"), v("handled"), v("closed"), r("closure_rate"), v("on_time"),
             r("on_time_rate"), v("returned"), r("return_rate"), v("reopened"), r("reopen_rate"), v("extended"),
-            v("overdue_open"), v("relapses"), v("contact_due"), v("contact_on_time"), r("contact_on_time_rate")]
+            v("overdue_open"), v("relapses"), v("duplicates"), v("contact_due"), v("contact_on_time"), r("contact_on_time_rate")]
 
 
 @router.get("/dashboard.csv")
