@@ -195,3 +195,33 @@ def test_first_contact_figures(client, clock):
     assert "先行联系" not in client.get("/api/report", params={"from": "2026-11-09", "to": "2026-11-09"}).text
     page = client.get("/dashboard", params={"from": "2026-11-09", "to": "2026-11-09"}).text
     assert "本期未登记先行联系" in page and 'data-kpi="contact_on_time_rate"' not in page
+
+
+def test_units_are_judged_on_their_own_time_and_their_own_closures(client, clock):
+    """Per unit: a reply sent in time counts as on time even when the dispatcher approves it after the deadline
+    (the office's own 按时办结率 still counts the closure as late), a reply waiting for review is not the unit's
+    overdue case, and a 重办 is charged to the unit whose closure failed, not to the one it was re-sent to."""
+    def new(hour, text):
+        cid = act(client, clock, bj(2026, 11, 2, hour), "/api/complaints", {"text": text}, expect=201)["id"]
+        act(client, clock, bj(2026, 11, 2, hour, 30), f"/api/complaints/{cid}/assign")  # due 11-09
+        return cid
+
+    late_review = new(9, "市民来电反映：白云区石井街石潭路88号楼下烧烤店油烟直排。")
+    waiting = new(10, "市民来电反映：白云区新市街齐富路12号饭店油烟直排扰民。")
+    moved = new(11, "市民来电反映：白云区嘉禾街望岗村路口饭店油烟直排。")
+    for cid in (late_review, waiting):
+        act(client, clock, bj(2026, 11, 9, 16), f"/api/complaints/{cid}/reply",
+            {"reply": "已责令安装油烟净化设施。", "result": "属实"}, actor="城管")
+    act(client, clock, bj(2026, 11, 10, 9), f"/api/complaints/{late_review}/close",
+        {"reply": "已责令安装油烟净化设施。", "result": "属实"})
+    act(client, clock, bj(2026, 11, 3, 9), f"/api/complaints/{moved}/close", {"reply": "已劝导。", "result": "属实"})
+    act(client, clock, bj(2026, 11, 4, 9), f"/api/complaints/{moved}/reopen",
+        {"reason": "油烟依旧，属生态环境职责", "unit_type": "ecology_environment"})
+    clock.now = bj(2026, 11, 20, 12)
+
+    m = client.get("/api/metrics", params={"from": "2026-11-02", "to": "2026-11-02"}).json()
+    assert (m["closed"], m["on_time"], m["overdue_open"]) == (1, 0, 2)  # the office: approved late; two open
+    units = {u["unit_type"]: u for u in m["by_unit"]}
+    cg, eco = units["urban_management"], units["ecology_environment"]
+    assert (cg["handled"], cg["closed"], cg["on_time"], cg["overdue_open"], cg["reopened"]) == (2, 1, 1, 0, 1)
+    assert (eco["handled"], eco["overdue_open"], eco["reopened"]) == (1, 1, 0)

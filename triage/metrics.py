@@ -166,8 +166,10 @@ def compute_metrics(session: Session, date_from: date, date_to: date, *,
     out["by_type"] = [{"pollution_type": t, **_block(by_type.get(t, [])), "duplicates": dup_by_type.get(t, 0)}
                       for t in types]
 
-    # by unit: a complaint counts for every unit it was assigned to ("assigned", "returned" = returned by
-    # that unit); "handled", "closed" and "on_time" go to the unit that holds it last.
+    # by unit: a complaint counts for every unit it was assigned to ("assigned", "returned" = returned by that
+    # unit, "extended" = extended while that unit held it, "reopened" = that unit's closure was reopened);
+    # "handled", "closed", "on_time" and "overdue_open" go to the unit that holds it last, judged on the unit's
+    # own time: its reply, not the dispatcher's later review.
     units: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for f in facts:
         assignments = f.c.assignments
@@ -175,6 +177,8 @@ def compute_metrics(session: Session, date_from: date, date_to: date, *,
             continue
         seen: set[tuple[str, str]] = set()
         returned_by: set[tuple[str, str]] = set()
+        extended_by: set[tuple[str, str]] = set()
+        reopened_by: set[tuple[str, str]] = set()
         for a in assignments:
             key = (a.unit_type, a.unit_name)
             seen.add(key)
@@ -183,19 +187,28 @@ def compute_metrics(session: Session, date_from: date, date_to: date, *,
             units[key]["contacted"] += a.contacted_at is not None and a.contacted_at <= as_of
             if a.end_reason == "returned" and (a.ended_at is None or a.ended_at <= as_of):
                 returned_by.add(key)
+            if (a.extensions or 0) > 0:
+                extended_by.add(key)
+        for prev, nxt in zip(assignments, assignments[1:]):
+            if prev.end_reason == "closed" and nxt.reason == "reopen" and nxt.assigned_at <= as_of:
+                reopened_by.add((prev.unit_type, prev.unit_name))
         for key in seen:
             units[key]["assigned"] += 1
         for key in returned_by:
             units[key]["returned"] += 1
+        for key in extended_by:
+            units[key]["extended"] += 1
+        for key in reopened_by:
+            units[key]["reopened"] += 1
         last = assignments[-1]
         if f.c.status in (Status.assigned.value, Status.replied.value, Status.closed.value):
             u = units[(last.unit_type, last.unit_name)]
+            replied = last.replied_at if last.replied_at is not None and last.replied_at <= as_of else None
             u["handled"] += 1
             u["closed"] += f.closed
-            u["on_time"] += f.on_time
-            u["extended"] += f.extended
-            u["reopened"] += f.reopened
-            u["overdue_open"] += f.overdue_open
+            u["on_time"] += f.closed and (replied or f.c.closed_at) <= last.deadline
+            u["overdue_open"] += (not f.closed and f.c.status != Status.closed.value and last.deadline < as_of
+                                  and not (replied is not None and replied <= last.deadline))
     out["by_unit"] = [
         {"unit_type": ut, "unit_name": un, "assigned": u["assigned"], "handled": u["handled"],
          "closed": u["closed"], "closure_rate": rate(u["closed"], u["handled"]), "on_time": u["on_time"],

@@ -1,6 +1,6 @@
-"""Receipt (签收) and first contact (先行联系) of a dispatch.
+"""Receipt (签收), first contact (先行联系) and the unit's reply time of a dispatch.
 
-Five nullable columns on assignments; the steps themselves are audit events.
+Six nullable columns on assignments; the steps themselves are audit events.
 
 Revision ID: 0004
 Revises: 0003
@@ -26,10 +26,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column('contacted_at', sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column('contacted_by', sa.String(length=100), nullable=True))
         batch.add_column(sa.Column('contact_note', sa.Text(), nullable=True))
+        batch.add_column(sa.Column('replied_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('assignments') as batch:
+        batch.drop_column('replied_at')
         batch.drop_column('contact_note')
         batch.drop_column('contacted_by')
         batch.drop_column('contacted_at')

@@ -202,6 +202,9 @@ class Assignment(Base):
     contacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     contacted_by: Mapped[str | None] = mapped_column(String(100))
     contact_note: Mapped[str | None] = mapped_column(Text)
+    # When the unit submitted the reply that stands (cleared by a 驳回): a unit is judged on its own time, not on
+    # the dispatcher's review.
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     complaint: Mapped[Complaint] = relationship(back_populates="assignments")
 

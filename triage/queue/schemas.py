@@ -131,6 +131,7 @@ class AssignmentOut(_Out):
     contacted_at: datetime | None = None
     contacted_by: str | None = None
     contact_note: str | None = None
+    replied_at: datetime | None = None
 
 
 class DraftOut(_Out):

@@ -853,6 +853,8 @@ def submit_reply(session: Session, *, complaint_id: int, actor: str, reply: str,
     _record_reply(session, c, reply=reply_v, result=result_v, actor=actor, now=now, approved=False)
     a = _active_assignment(session, c)
     _mark_received(session, c, a, actor=actor, now=now, by_action="reply")
+    if a is not None:
+        a.replied_at = now
     # The reply ends the unit's need for time (else the request would come back with a 驳回).
     _lapse_request(session, c, a, actor=actor, now=now, why="已提交答复 / replied")
     prev = c.status
@@ -876,6 +878,9 @@ def reject_reply(session: Session, *, complaint_id: int, actor: str, reason: str
     prev = c.status
     rejected = {"reply": c.reply, "result": c.result}
     c.status, c.reply, c.result = Status.assigned.value, None, None
+    a = _active_assignment(session, c)
+    if a is not None:
+        a.replied_at = None  # the unit's work is not done until a reply stands
     _event(session, c, kind="reject_reply", actor=actor, at=now, from_status=prev, to_status=c.status,
            reason=reason_v, data=rejected)
     _flush(session)
