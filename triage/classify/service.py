@@ -158,7 +158,7 @@ class Triager:
         self._refresh_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._digest = None  # (entries, vectors, keys) of the regulation digest, see _digest_vectors
+        self._digest = None  # (entries, vectors, titles) of the regulation digest, see _digest_vectors
         self.retrain()
 
     # ---------------------------------------------------------------- training
@@ -492,33 +492,50 @@ class Triager:
     def _digest_vectors(self):
         """The digest's entries with their vectors, read once (about a hundred) and searched in memory: a second
         Chroma query per suggestion cost 3.5 ms. Read again after a retraining."""
-        from triage.kb.regulations import law_key
-
         cached = self._digest
         if cached is None:
             entries, vecs = self.store.vectors_where(REGULATIONS, {"source": "digest"})
-            keys = [(law_key(h.metadata.get("law", "")), h.metadata.get("article_no")) for h in entries]
-            cached = self._digest = (entries, vecs, keys)
+            titles = [str(h.metadata.get("title") or "") for h in entries]
+            cached = self._digest = (entries, vecs, titles)
         return cached
+
+    def _curated_hits(self, qvec: np.ndarray, subtype: str, on: date) -> list:
+        """Our digest's entries for the subtype, valid on the facts' date, nearest first. The digest is stored
+        under the Code's articles; for facts before 2026-08-15 an entry stands for the single-law article it
+        replaces (its 原依据), so the hit is relabelled with that article and its dates. Without this, a
+        complaint about March 2026 was shown no article at all."""
+        from triage.drafting.basis import curated_for
+
+        wanted: dict[str, list] = {}
+        for e in curated_for(subtype, on, general=False):
+            wanted.setdefault(e.title, []).append(e)
+        if not wanted:
+            return []
+        entries, vecs, titles = self._digest_vectors()
+        mine = [i for i, t in enumerate(titles) if t in wanted]
+        if not mine:
+            return []
+        sims = vecs[mine] @ np.asarray(qvec, dtype=np.float32)
+        hits = []
+        for j in np.argsort(-sims):
+            h = entries[mine[j]]
+            for e in wanted[titles[mine[j]]]:
+                meta = {**h.metadata, "law": e.law, "article": e.article, "article_no": e.article_no,
+                        "effective": e.valid_from.isoformat() if e.valid_from else "",
+                        "repealed": e.valid_until.isoformat() if e.valid_until else ""}
+                hits.append(replace(h, metadata=meta, similarity=float(sims[j])))
+        return hits[:CURATED_FIRST]
 
     def _regulations(self, qvec: np.ndarray, occurred_at: datetime | None, ptype: str,
                      subtype: str) -> list[CitedRegulation]:
         """The articles in force a dispatcher sees as evidence: first our digest's articles for the suggested
         subtype, then the nearest articles. Nearness alone listed vehicle exhaust and electromagnetic radiation for
-        a cooking-fumes complaint (e5 puts every article of the digest at about the same distance); a digest
-        entry tagged only with other types is left out, statute text (untagged) is kept by nearness."""
-        from triage.drafting.basis import curated_for
-        from triage.kb.regulations import law_key
-
+        a cooking-fumes complaint (e5 puts every article of the digest at about the same distance). A digest
+        entry tagged for other subtypes is left out (a cooking-fumes complaint was shown the VOC, straw-burning
+        and exhaust articles of its own type); statute text (untagged) is kept by nearness."""
         on = (occurred_at or datetime.now()).date()
-        hits = []
-        curated = {(law_key(e.law), e.article_no) for e in curated_for(subtype, on, general=False)}
-        if curated:
-            entries, vecs, keys = self._digest_vectors()
-            mine = [i for i, key in enumerate(keys) if key in curated]
-            sims = vecs[mine] @ np.asarray(qvec, dtype=np.float32) if mine else np.zeros(0)
-            hits += [replace(entries[mine[j]], similarity=float(sims[j])) for j in np.argsort(-sims)[:CURATED_FIRST]]
-        hits += self.store.query(REGULATIONS, qvec, k=K_REGULATIONS * 2)
+        hits = self._curated_hits(qvec, subtype, on) + self.store.query(REGULATIONS, qvec, k=K_REGULATIONS * 2)
+        generic = not subtype or subtype == ptype or subtype.endswith(".other")
         out = []
         cited: set[tuple[str, str]] = set()
         for h in hits:
@@ -526,8 +543,9 @@ class Triager:
             key = (m.get("law", ""), m.get("article", ""))
             if key in cited:
                 continue  # the digest splits one article into its provisions; list the article once, best first
-            governs = {t.split(".")[0] for t in str(m.get("subtypes") or "").split(",") if t}
-            if governs and ptype not in governs and "general" not in governs:
+            tags = {t for t in str(m.get("subtypes") or "").split(",") if t}
+            if tags and "general" not in tags and subtype not in tags and not (
+                    generic and ptype in {t.split(".")[0] for t in tags}):
                 continue  # our digest says this article governs other kinds of complaint
             force = _in_force(m, on)
             if not force:
@@ -535,9 +553,11 @@ class Triager:
             if not self.routing.local_rule_applies(m, self.jurisdiction):
                 continue  # another province's or city's regulation does not bind this office
             cited.add(key)
+            digest = m.get("source") == "digest"
             out.append(CitedRegulation(law=m.get("law", ""), article=m.get("article", ""),
                                        article_no=m.get("article_no"), text=h.text[:600], in_force=force,
-                                       similarity=round(h.similarity, 4)))
+                                       similarity=round(h.similarity, 4),
+                                       source="digest" if digest else "statute"))
             if len(out) >= K_REGULATIONS // 2 + 1:
                 break
         return out

@@ -30,6 +30,9 @@ class CitedRegulation(BaseModel):
     text: str
     in_force: bool
     similarity: float
+    # "digest": the text is our own summary of the article (knowledge/regulations), not the law's wording;
+    # "statute": the law's text as ingested.
+    source: str = "statute"
 
 
 class Suggestion(BaseModel):
