@@ -605,3 +605,14 @@ def test_relapse_gap_counts_beijing_calendar_days():
     r = service.Relapse(SimpleNamespace(received_at=bj(2026, 11, 20, 10)), None, closed, "属实")
     assert r.days_since_close == 2  # 47 hours: two calendar days, as the report says (the dashboard said 1)
     assert service.Relapse(SimpleNamespace(received_at=bj(2026, 11, 18, 23)), None, closed, None).days_since_close == 0
+
+
+def test_repeats_point_at_the_original_not_at_the_previous_repeat(session, triager):
+    """Five calls about one refuse station were chained 43→42, 44→43, 45→44 …: each repeat now points at the
+    first complaint, while that is open and in the window."""
+    t0 = bj(2026, 11, 2, 9)
+    text = "石马桥垃圾站臭气熏天，夏天尤其严重，苍蝇很多"
+    ids = [service.intake(session, text=text, address="白云区均禾街石马桥", triager=triager,
+                          now=t0 + timedelta(minutes=i)).id for i in range(5)]
+    session.expire_all()
+    assert [session.get(Complaint, i).duplicate_of for i in ids] == [None] + [ids[0]] * 4

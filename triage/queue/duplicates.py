@@ -12,7 +12,7 @@ one, otherwise the place names found in the texts.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import lru_cache
 
@@ -215,7 +215,7 @@ def find_duplicate(session: Session, complaint, *, window: timedelta = DUPLICATE
 
     since = complaint.received_at - window
     rows = session.execute(
-        select(*_candidate_columns(Complaint)).where(
+        select(*_candidate_columns(Complaint), Complaint.duplicate_of).where(
             Complaint.id != complaint.id,
             Complaint.status.in_([s.value for s in OPEN_STATUSES]),
             Complaint.merged_into.is_(None),
@@ -237,9 +237,19 @@ def find_duplicate(session: Session, complaint, *, window: timedelta = DUPLICATE
         ps = place_similarity(complaint.address, complaint.text, other.address, other.text)
         if is_duplicate(ts, ps):
             m = Match(other.id, ts, ps)
-            if best is None or m.score > best.score:
+            # Equal scores go to the earlier complaint (rows come newest first): the original, not the last repeat.
+            if best is None or m.score >= best.score:
                 best = m
-    return best
+    if best is None:
+        return None
+    # A repeat of a repeat points at the original it repeats, while that is still open and in the window:
+    # five calls about one refuse station read 43→42, 44→43, 45→44 … instead of all → 42.
+    flagged = {r.id: r.duplicate_of for r in rows}
+    root, seen = best.complaint_id, {best.complaint_id}
+    while flagged.get(root) is not None and flagged[root] in flagged and flagged[root] not in seen:
+        root = flagged[root]
+        seen.add(root)
+    return best if root == best.complaint_id else replace(best, complaint_id=root)
 
 
 def find_relapse(session: Session, complaint, *, window: timedelta = RELAPSE_WINDOW) -> Match | None:
