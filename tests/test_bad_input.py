@@ -67,6 +67,7 @@ CATALOGUE = [
     _body("future date", {"text": FUMES, "occurred_at": "2099-01-01T10:00:00+08:00"}, says="future"),
     _body("year 0001", {"text": FUMES, "occurred_at": "0001-01-01T00:00:00"}, says="1970"),
     _body("date in words", {"text": FUMES, "occurred_at": "昨天晚上"}, says="occurred_at"),
+    _body("impossible Chinese date", {"text": FUMES, "occurred_at": "2026年13月1日"}, says="无法识别的日期"),
     # --- bodies
     _body("not JSON at all", raw=b"text=\xe6\xb2\xb9\xe7\x83\x9f", status=(400, 422)),
     _body("binary bytes", raw=bytes(range(256)), status=(400, 422)),
@@ -75,9 +76,12 @@ CATALOGUE = [
     _body("NaN literal", raw=b'{"text": NaN}', says="text"),
     _body("1e400 number", raw=b'{"text": 1e400}', says="text"),
     _body("truncated JSON", raw=b'{"text": "\xe6\xb2\xb9', status=(400, 422)),
-    _body("wrong content type (text/plain)", raw=json.dumps({"text": FUMES}).encode(), ctype="text/plain"),
-    _body("wrong content type (form)", raw=b"text=abc", ctype="application/x-www-form-urlencoded"),
-    _body("wrong content type (xml)", raw=b"<text>abc</text>", ctype="application/xml", status=(400, 422)),
+    _body("wrong content type (text/plain)", raw=json.dumps({"text": FUMES}).encode(), ctype="text/plain",
+          status=415, says="application/json"),
+    _body("wrong content type (form)", raw=b"text=abc", ctype="application/x-www-form-urlencoded", status=415,
+          says="须为 JSON"),
+    _body("GBK bytes sent as JSON", raw='{"text": "楼下油烟直排"}'.encode("gbk"), status=400, says="UTF-8"),
+    _body("wrong content type (xml)", raw=b"<text>abc</text>", ctype="application/xml", status=415, says="JSON"),
     _body("oversized upload (declared)", raw=b"{" + b" " * 2_500_000 + b"}", status=413, says="2000000"),
     # --- assign / transitions
     Bad("unknown unit_type in assign", "POST", "/api/complaints/{triaged}/assign",

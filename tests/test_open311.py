@@ -61,11 +61,20 @@ def test_post_creates_a_complaint_through_the_intake(client, app, clock):
     assert got["service_code"] == "air.cooking_fumes" and got["service_name"] == "餐饮油烟"
     assert got["description"] == FUMES and got["agency_responsible"] is None  # not yet assigned
     assert got["requested_datetime"].endswith("+08:00") and got["expected_datetime"]
+    # What the POST sent and said is what a later GET gives back (both were null).
+    assert (got["lat"], got["long"]) == (23.2123, 113.2701) and got["service_notice"] == ack["service_notice"]
 
     xml = _post(client, fmt="xml", description=GARBAGE, service_code="solid_waste.household")
     assert xml.status_code == 201
     root = ET.fromstring(xml.content)
     assert root.tag == "service_requests" and root[0].findtext("service_request_id")
+
+
+def test_requested_datetime_as_the_platform_writes_it(client):
+    r = _post(client, requested_datetime="2026年11月1日 20时30分")
+    assert r.status_code == 201, r.text
+    cid = r.json()[0]["service_request_id"]
+    assert client.get(f"/api/complaints/{cid}").json()["complaint"]["occurred_at"].startswith("2026-11-01T12:30")
 
 
 def test_get_after_assignment_and_closure(client, clock):
@@ -141,7 +150,7 @@ def test_jurisdiction_id(client, app, fmt):
     ({"lat": "91", "long": "113"}, "lat"),
     ({"lat": "nan", "long": "113"}, "lat"),
     ({"requested_datetime": "2026-02-30T10:00:00"}, "requested_datetime"),
-    ({"requested_datetime": "2099-01-01T10:00:00+08:00"}, "future"),
+    ({"requested_datetime": "2099-01-01T10:00:00+08:00"}, "requested_datetime 不能晚于"),  # not occurred_at
     ({"description": "x" * 20_001}, "20000"),
 ])
 def test_bad_posts_are_400_with_an_open311_error_and_store_nothing(client, app, fields, reason):

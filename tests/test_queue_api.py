@@ -328,3 +328,18 @@ def test_a_returned_case_leaves_its_units_filter(client):
     post(client, f"/api/complaints/{cid}/return", {"reason": "非本单位职责"})
     assert client.get("/api/queue", params={"unit_type": "urban_management"}).json() == []
     assert [i["id"] for i in client.get("/api/queue", params={"status": "returned"}).json()] == [cid]
+
+
+def test_intake_takes_what_the_platform_sends(client, clock):
+    """A numeric 工单号, a date as the platform writes it and a 诉求标题: file import took them, the API refused the
+    first two and silently dropped the third."""
+    body = {"text": "楼下饭店每天晚上油烟直排。", "title": "油烟扰民", "occurred_at": "2026年11月1日 21时30分",
+            "external_id": 20261101001}
+    created = post(client, "/api/complaints", body, expect=201)
+    c = client.get(f"/api/complaints/{created['id']}").json()["complaint"]
+    assert c["external_id"] == "20261101001" and c["text"] == "油烟扰民。楼下饭店每天晚上油烟直排。"
+    assert c["occurred_at"].startswith("2026-11-01T13:30")  # 21:30 Beijing, stored in UTC
+    again = client.post("/api/complaints", json={**body, "external_id": "20261101001"})
+    assert again.status_code == 409 and again.json()["id"] == created["id"]
+    titled = post(client, "/api/complaints", {"text": "油烟扰民，楼下饭店直排。", "title": "油烟扰民"}, expect=201)
+    assert client.get(f"/api/complaints/{titled['id']}").json()["complaint"]["text"] == "油烟扰民，楼下饭店直排。"

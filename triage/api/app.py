@@ -116,6 +116,13 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        ctype = request.headers.get("content-type", "")
+        if (request.url.path.startswith("/api/") and ctype and "json" not in ctype.lower() and any(
+                tuple(e.get("loc", ())) == ("body",) for e in exc.errors())):
+            # A form or text body where JSON is expected: pydantic's "Input should be a valid dictionary" does
+            # not tell the integrator what to send.
+            return error_response(request.url.path, 415, f"请求体须为 JSON（Content-Type: application/json），收到的是 "
+                                  f"{ctype.split(';')[0]} / the body must be JSON (application/json)")
         parts = []
         for err in exc.errors():
             loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"

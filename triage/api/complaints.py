@@ -66,7 +66,7 @@ def _detail(session: Session, complaint_id: int) -> ComplaintDetail:
 def create_complaint(body: ComplaintIn, session: Session = Depends(get_session),
                      triager: Any = Depends(get_triager), now: datetime = Depends(get_now),
                      sla: Sla = Depends(get_sla_dep), actor: str = Depends(get_actor)) -> IntakeOut:
-    c = service.intake(session, text=body.text, occurred_at=body.occurred_at, address=body.address,
+    c = service.intake(session, text=body.full_text(), occurred_at=body.occurred_at, address=body.address,
                        contact=body.contact, source=body.source or "api", external_id=body.external_id,
                        triager=triager, now=now, sla=sla, actor=actor)
     return intake_out(service.get_complaint(session, c.id))

@@ -97,6 +97,9 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, ensure_ascii=False)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            # FastAPI's words for a body it could not decode, most often GBK text sent as JSON.
+            detail = "请求体无法解析：须为 UTF-8 编码的 JSON / the body could not be parsed: send JSON encoded as UTF-8"
         zh = HTTP_ZH.get(exc.status_code)
         if zh and zh not in detail and not any("\u4e00" <= ch <= "\u9fff" for ch in detail):
             detail = f"{zh} / {detail}"

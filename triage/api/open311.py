@@ -216,8 +216,13 @@ def _datetime(value: str | None, name: str) -> datetime | None:
     if value is None or not value.strip():
         return None
     try:
-        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if "年" in value:  # 2026年3月5日 9时30分, as the platform's exports write it
+            from triage.kb.cases import parse_when
+
+            dt = parse_when(value)
+        else:
+            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
         raise Open311Error(f"{name} 应为 ISO 8601 时间 / {name} must be an ISO 8601 date-time") from None
     return dt.replace(tzinfo=TZ) if dt.tzinfo is None else dt
 
@@ -251,20 +256,31 @@ def post_request(fmt: Fmt, form: dict[str, str] = Depends(request_form), session
         address = f"地址编号 {form['address_id'].strip()}"
     name = " ".join(x for x in (form.get("last_name", "").strip(), form.get("first_name", "").strip()) if x)
     contact = "；".join(x for x in (name, form.get("phone", "").strip(), form.get("email", "").strip()) if x)
-    c = service.intake(session, text=form["description"], occurred_at=_datetime(form.get("requested_datetime"),
-                                                                                 "requested_datetime"),
-                       address=address, contact=contact[:200] or None, source="open311", triager=triager,
-                       now=now, sla=sla, actor=actor)
+    try:
+        c = service.intake(session, text=form["description"],
+                           occurred_at=_datetime(form.get("requested_datetime"), "requested_datetime"),
+                           address=address, contact=contact[:200] or None, source="open311", triager=triager,
+                           now=now, sla=sla, actor=actor)
+    except service.InvalidInput as exc:
+        # The service names its own field; the client sent requested_datetime.
+        raise Open311Error(exc.message.replace("occurred_at", "requested_datetime")) from None
     session.add(Event(complaint_id=c.id, actor=actor, at=now, kind="open311", from_status=c.status,
                       to_status=c.status, data={"service_code": code, "device_id": form.get("device_id"),
                                                 "account_id": form.get("account_id"),
-                                                "media_url": form.get("media_url")}))
+                                                "media_url": form.get("media_url"), "lat": lat, "long": lon}))
     session.commit()
-    notice = "已受理，我们将尽快分派承办单位处理。"
-    if c.deadline is not None:
-        notice = f"已受理，承办单位将于 {c.deadline.astimezone(TZ):%Y-%m-%d %H:%M} 前答复。"
     return render(fmt, "service_requests", "request",
-                  [{"service_request_id": str(c.id), "service_notice": notice, "account_id": None}], status=201)
+                  [{"service_request_id": str(c.id), "service_notice": _notice(c), "account_id": None}], status=201)
+
+
+def _notice(c: Complaint) -> str:
+    """What the citizen is told: the same on the POST's answer and on every later GET."""
+    if c.status == Status.closed.value:
+        return "已办结。"
+    if c.deadline is not None:
+        note = f"已受理，承办单位将于 {c.deadline.astimezone(TZ):%Y-%m-%d %H:%M} 前答复。"
+        return note + (f"（{c.deadline_note}）" if c.deadline_note else "")
+    return "已受理，我们将尽快分派承办单位处理。"
 
 
 def _public_status(c: Complaint) -> str:
@@ -280,28 +296,30 @@ def _status_notes(c: Complaint) -> str:
     return note
 
 
-def _request_row(c: Complaint, open311_codes: dict[int, str]) -> dict[str, Any]:
+def _request_row(c: Complaint, open311_data: dict[int, dict[str, Any]]) -> dict[str, Any]:
     s = c.suggestion
-    code = c.subtype or open311_codes.get(c.id) or (s.subtype if s else None) or None
+    posted = open311_data.get(c.id) or {}
+    code = c.subtype or posted.get("service_code") or (s.subtype if s else None) or None
     from triage.taxonomy import get_taxonomy
 
     name = get_taxonomy().name(code) if code else None
     return {
         "service_request_id": str(c.id), "status": _public_status(c), "status_notes": _status_notes(c),
         "service_name": name, "service_code": code, "description": c.text,
-        "agency_responsible": c.unit_name, "service_notice": c.deadline_note,
+        "agency_responsible": c.unit_name, "service_notice": _notice(c),
         "requested_datetime": _bj(c.received_at), "updated_datetime": _bj(c.updated_at or c.received_at),
         "expected_datetime": _bj(c.deadline), "address": c.address, "address_id": None, "zipcode": None,
-        "lat": None, "long": None, "media_url": None,
+        "lat": posted.get("lat"), "long": posted.get("long"), "media_url": posted.get("media_url"),
     }
 
 
-def _open311_codes(session: Session, ids: list[int]) -> dict[int, str]:
+def _open311_data(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """What an Open311 POST sent that the complaint itself does not keep (service code, coordinates, media)."""
     if not ids:
         return {}
     rows = session.execute(select(Event.complaint_id, Event.data).where(Event.kind == "open311",
                                                                         Event.complaint_id.in_(ids))).all()
-    return {cid: (data or {}).get("service_code") for cid, data in rows}
+    return {cid: data or {} for cid, data in rows}
 
 
 def _unit_filter(q, scope: str | None):
@@ -361,7 +379,7 @@ def get_requests(fmt: Fmt, jurisdiction_id: str | None = Query(default=None),
                            Event.data["service_code"].as_string().in_(codes))))))
     q = _unit_filter(q, scope).order_by(Complaint.received_at.desc(), Complaint.id.desc()).limit(MAX_RESULTS)
     rows = list(session.scalars(q))
-    codes_by_id = _open311_codes(session, [c.id for c in rows])
+    codes_by_id = _open311_data(session, [c.id for c in rows])
     return render(fmt, "service_requests", "request", [_request_row(c, codes_by_id) for c in rows])
 
 
@@ -378,7 +396,7 @@ def get_request(service_request_id: str, fmt: Fmt, jurisdiction_id: str | None =
     c = session.scalars(_unit_filter(q, scope)).one_or_none()
     if c is None:
         raise missing
-    return render(fmt, "service_requests", "request", [_request_row(c, _open311_codes(session, [c.id]))])
+    return render(fmt, "service_requests", "request", [_request_row(c, _open311_data(session, [c.id]))])
 
 
 __all__ = ["router", "open311_error", "InvalidInput"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from triage.queue.models import Assignment, Complaint, Event, ReplyDraft, Suggestion
 
@@ -14,11 +14,36 @@ from triage.queue.models import Assignment, Complaint, Event, ReplyDraft, Sugges
 class ComplaintIn(BaseModel):
     # Lengths and emptiness are checked by the service (one place, Chinese + English reasons).
     text: str = Field(description="投诉内容")
-    occurred_at: datetime | None = Field(default=None, description="事发时间；不带时区按北京时间")
+    title: str | None = Field(default=None, description="诉求标题（可选）：不在内容中时置于内容之前，与文件导入相同")
+    occurred_at: datetime | None = Field(default=None, description="事发时间：ISO 8601 或 2026年3月5日 9时30分；"
+                                                                   "不带时区按北京时间")
     address: str | None = None
     contact: str | None = None
     source: str | None = Field(default="api", description="api / phone / web / import / open311 …")
-    external_id: str | None = Field(default=None, description="12345 平台工单号；重复提交返回 409")
+    external_id: str | None = Field(default=None, description="12345 平台工单号（字符串或整数）；重复提交返回 409")
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _chinese_date(cls, v: Any) -> Any:
+        """Dates as the platform writes them (2026年3月5日 9时30分), as file import reads them."""
+        if isinstance(v, str) and "年" in v:
+            from triage.kb.cases import parse_when
+
+            try:
+                return parse_when(v)
+            except (ValueError, OverflowError) as exc:
+                raise ValueError(f"无法识别的日期 {v!r} / unreadable date") from exc
+        return v
+
+    @field_validator("external_id", mode="before")
+    @classmethod
+    def _numeric_id(cls, v: Any) -> Any:
+        # 12345 work-order numbers are often sent as JSON numbers; import and Open311 already take them.
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    def full_text(self) -> str:
+        title = (self.title or "").strip()
+        return f"{title}。{self.text}" if title and title not in self.text else self.text
 
 
 class AssignIn(BaseModel):
