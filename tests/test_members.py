@@ -86,3 +86,19 @@ def test_examples_are_our_own_words(tax):
     examples = [e for s in tax.subtypes.values() for e in s.examples] + list(tax.types["not_environmental"]["examples"])
     copied = [e for e in examples if any(e[i:i + 10] in corpus_text for i in range(len(e) - 9))]
     assert not copied
+
+
+def test_eval_rows_keep_their_file_row_numbers_and_the_baseline_skips_unlabelled_rows(tmp_path):
+    from triage.classify.evaluate import Baseline, read_test_rows
+
+    f = tmp_path / "test.csv"
+    f.write_text("order_id,text,pollution_type\n1,楼下饭店油烟直排,air\n2,,noise\n3,工地夜间施工,noise\n",
+                 encoding="utf-8")
+    skipped: list[int] = []
+    rows = read_test_rows(f, skipped=skipped)
+    assert [r["row"] for r in rows] == [2, 4] and skipped == [3]  # spreadsheet rows: the header is row 1
+    texts = ["饭店油烟直排", "烧烤油烟熏人", "工地夜间施工噪音", "夜里打桩很吵", "不知道是什么的咨询"]
+    base = Baseline().fit(texts, ["air", "air", "noise", "noise", ""], ["", "", "", "", ""])
+    assert set(base.type_model.classes_) == {"air", "noise"}  # unlabelled is not not_environmental
+    with pytest.raises(ValueError, match="两类"):
+        Baseline().fit(texts[:2], ["air", ""], ["", ""])

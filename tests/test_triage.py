@@ -171,12 +171,15 @@ def _eval_split(tmp_path) -> None:
             w.writerows(body[i] for i in part)
 
 
-def _check_eval(tmp_path, *options: str) -> dict:
+def _check_eval(tmp_path, *options: str, blank_row: bool = False) -> dict:
     from typer.testing import CliRunner
 
     from triage.cli import app
 
     _eval_split(tmp_path)
+    if blank_row:  # a TEST row without text is not classified, but keeps its line in the predictions
+        with (tmp_path / "test.csv").open("a", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerow(["BLANK-1"])
     pred = tmp_path / "pred.csv"
     result = CliRunner().invoke(app, ["eval", "--cases", str(tmp_path / "train.csv"), "--test",
                                       str(tmp_path / "test.csv"), "--json", "--predictions", str(pred), *options])
@@ -191,15 +194,19 @@ def _check_eval(tmp_path, *options: str) -> dict:
     assert out["system"]["type_accuracy"] >= 0.6
     with pred.open(encoding="utf-8") as f:
         lines = list(csv.DictReader(f))
-    assert len(lines) == 40 and set(lines[0]) == {"row", "pollution_type", "subtype", "unit_type", "confidence",
-                                                   "baseline_pollution_type", "baseline_unit_type"}
+    assert len(lines) == 40 + blank_row and set(lines[0]) == {"row", "pollution_type", "subtype", "unit_type",
+                                                               "confidence", "baseline_pollution_type",
+                                                               "baseline_unit_type"}
+    assert [int(x["row"]) for x in lines] == list(range(2, 42 + blank_row))  # file rows; the header is row 1
+    if blank_row:
+        assert lines[-1]["pollution_type"] == "" and lines[-1]["baseline_pollution_type"] == ""
     assert not (tmp_path / "data").exists()  # eval writes only under a temporary directory and OUT
     return out
 
 
 @pytest.mark.skipif(not HAIKOU.exists(), reason="../shared/data is absent")
 def test_eval_prints_the_contract_json(tmp_path):
-    _check_eval(tmp_path, "--no-tune")
+    _check_eval(tmp_path, "--no-tune", blank_row=True)
 
 
 @pytest.mark.skipif(not HAIKOU.exists(), reason="../shared/data is absent")

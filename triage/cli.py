@@ -198,7 +198,9 @@ def eval_command(
     cases: Annotated[Path, typer.Option("--cases", help="TRAIN: past cases file")],
     test: Annotated[Path, typer.Option("--test", help="TEST: labelled complaints to classify")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    predictions: Annotated[Optional[Path], typer.Option("--predictions")] = None,
+    predictions: Annotated[Optional[Path], typer.Option(
+        "--predictions", help="OUT.csv: one line per TEST row; `row` is its line in TEST as a spreadsheet numbers "
+        "it (header = 1); a row without text is left unclassified (empty)")] = None,
     tune: Annotated[bool, typer.Option("--tune/--no-tune", help="fine-tune the encoder on TRAIN first "
                                        "(minutes; as `triage tune` does on an office's history)")] = True,
 ) -> None:

@@ -27,13 +27,17 @@ log = logging.getLogger(__name__)
 MIN_CLASS_ROWS_F1 = 5
 
 
-def read_test_rows(path: Path) -> list[dict[str, str]]:
+def read_test_rows(path: Path, *, skipped: list[int] | None = None) -> list[dict[str, str]]:
+    """The rows with text, each with ``row``: its line in the file as a spreadsheet numbers it (the header is
+    row 1). Row numbers without text are appended to ``skipped`` when given."""
     rows = []
     for n, rec in _records(Path(path)):
         text, title = _cell(rec, "text"), _cell(rec, "title")
         if title and title not in text:
             text = f"{title}。{text}"
         if not text:
+            if skipped is not None:
+                skipped.append(n)
             continue
         rows.append({"row": n, "text": text, "pollution_type": _cell(rec, "pollution_type"),
                      "subtype": _cell(rec, "subtype"), "unit_type": _cell(rec, "unit_type")})
@@ -46,7 +50,11 @@ class Baseline:
     def fit(self, texts: list[str], types: list[str], units: list[str]) -> "Baseline":
         self.vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
         X = self.vec.fit_transform(texts)
-        self.type_model = LogisticRegression(max_iter=2000, C=10.0).fit(X, types)
+        typed = [i for i, t in enumerate(types) if t]
+        if len({types[i] for i in typed}) < 2:
+            raise ValueError("TRAIN 中已标注污染类型的行不足两类，无法训练基线 / TRAIN needs labelled rows of at "
+                             "least two pollution types")
+        self.type_model = LogisticRegression(max_iter=2000, C=10.0).fit(X[typed], [types[i] for i in typed])
         rows = [i for i, u in enumerate(units) if u and u not in NON_ROUTING_UNITS]
         self.unit_model = (LogisticRegression(max_iter=2000, C=10.0).fit(X[rows], [units[i] for i in rows])
                            if len({units[i] for i in rows}) >= 2 else None)
@@ -112,7 +120,11 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
     from triage.embeddings import get_embedder
 
     embedder = embedder or get_embedder(settings)
-    rows = read_test_rows(test)
+    skipped: list[int] = []
+    rows = read_test_rows(test, skipped=skipped)
+    if skipped:
+        log.warning("%s: %d rows without text are not classified (rows %s)", test, len(skipped),
+                    ", ".join(map(str, skipped[:20])) + (" …" if len(skipped) > 20 else ""))
     if not rows:
         raise ValueError(f"{test}: no test rows with text")
     with tempfile.TemporaryDirectory(prefix="triage-eval-") as tmp:
@@ -153,8 +165,10 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
             if progress:
                 progress(i + 1, len(rows))
         per = (time.perf_counter() - t0) / len(rows)
+        # The baseline learns what the system learns: types from labelled rows only (an unlabelled row is not
+        # a not_environmental one), units from every row that names one.
         train_rows = read_test_rows(train)
-        base = Baseline().fit([r["text"] for r in train_rows], [r["pollution_type"] or NOT_ENV for r in train_rows],
+        base = Baseline().fit([r["text"] for r in train_rows], [r["pollution_type"] for r in train_rows],
                               [r["unit_type"] for r in train_rows])
         t1 = time.perf_counter()
         b_types, b_units, b_top3 = base.predict(texts)
@@ -169,7 +183,8 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
             w = csv.writer(f)
             w.writerow(["row", "pollution_type", "subtype", "unit_type", "confidence",
                         "baseline_pollution_type", "baseline_unit_type"])
-            for i, r in enumerate(rows):
-                w.writerow([r["row"], sys_types[i], sys_subs[i], sys_units[i], f"{conf[i]:.4f}",
-                            b_types[i], b_units[i]])
+            lines = [(r["row"], [sys_types[i], sys_subs[i], sys_units[i], f"{conf[i]:.4f}", b_types[i], b_units[i]])
+                     for i, r in enumerate(rows)] + [(n, [""] * 6) for n in skipped]
+            for n, cells in sorted(lines, key=lambda x: x[0]):  # one row per TEST row, in file order
+                w.writerow([n, *cells])
     return result
