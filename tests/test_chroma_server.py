@@ -127,3 +127,42 @@ def test_server_gone_is_a_knowledge_store_error_not_a_hang(tmp_path):
     finally:
         reset_store_cache()
     assert time.monotonic() - t0 < 30
+
+
+class _GoneCollection:
+    """What chromadb's HttpClient does once the server has died: every call fails in the transport."""
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise httpx.ConnectError("[Errno 111] Connection refused")
+        return fail
+
+
+class _GoneClient:
+    def get_or_create_collection(self, *args, **kwargs):
+        return _GoneCollection()
+
+    def get_collection(self, *args, **kwargs):
+        return _GoneCollection()
+
+
+def test_a_server_that_dies_later_is_a_knowledge_store_error_and_a_503(app, client):
+    """With the server killed after start, knowledge search answered a bare 500 and logged a traceback: the
+    transport error never became the KnowledgeStoreError the routes turn into 503."""
+    from triage.api.knowledge import get_kb_embedder, get_kb_store
+    from triage.kb.store import KnowledgeStoreError
+
+    gone = KnowledgeStore(_GoneClient())
+    with pytest.raises(KnowledgeStoreError, match="unreachable"):
+        gone.count(REGULATIONS)
+
+    class Embedder:
+        def embed_query(self, text):
+            import numpy as np
+
+            return np.ones(384, dtype=np.float32) / np.sqrt(384)
+
+    app.dependency_overrides[get_kb_store] = lambda: gone
+    app.dependency_overrides[get_kb_embedder] = lambda: Embedder()
+    r = client.get("/api/knowledge/search", params={"q": "夜间施工噪声"})
+    assert r.status_code == 503 and "知识库暂不可用" in r.json()["detail"]

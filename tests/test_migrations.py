@@ -141,3 +141,54 @@ def test_plain_alembic_check_finds_nothing_to_generate(tmp_path):
     check = subprocess.run([*alembic, "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+def _run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """The console script (triage.cli:main) as an operator runs it: exit code and everything printed."""
+    from triage.cli import main
+    from triage.settings import get_settings
+
+    get_settings.cache_clear()
+    monkeypatch.setattr(sys, "argv", ["triage", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+@needs_postgres
+def test_the_db_commands_say_what_to_do_instead_of_a_traceback(tmp_path, monkeypatch, capsys):
+    """On a fresh PostgreSQL schema `users add` printed a 90-line UndefinedTable traceback, `db check` some fifty
+    raw Table(...) objects, and a mistyped revision alembic's CommandError traceback."""
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("pw12345678\n"))
+    with fresh_schema("cli") as url:
+        monkeypatch.setenv("TRIAGE_DATABASE_URL", url)
+        code, out = _run_main(monkeypatch, capsys, "db", "check")
+        assert code == 1 and "triage db upgrade" in out and "Table(" not in out
+        code, out = _run_main(monkeypatch, capsys, "users", "add", "wang", "--role", "admin", "--password-stdin")
+        assert code == 1 and "triage db upgrade" in out and "Traceback" not in out
+        code, out = _run_main(monkeypatch, capsys, "db", "upgrade", "9999")
+        assert code == 2 and "9999" in out and "Traceback" not in out
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/none")
+    code, out = _run_main(monkeypatch, capsys, "db", "upgrade")
+    assert code == 1 and "无法连接数据库" in out
+
+
+def test_commands_needing_chroma_say_it_is_down(tmp_path, monkeypatch, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TRIAGE_CHROMA", f"http://127.0.0.1:{port}")
+    f = tmp_path / "one.csv"
+    f.write_text("text\n楼下饭店油烟直排\n", encoding="utf-8")
+    code, out = _run_main(monkeypatch, capsys, "cases", "import", str(f))
+    assert code == 1 and "Chroma" in out and "Traceback" not in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -283,5 +284,36 @@ def demo_clear(yes: Annotated[bool, typer.Option("--yes", help="不再确认 / d
                   "will not be loaded again")
 
 
+def main() -> None:
+    """The console script: the commands, with the failures of the services they need (Chroma, the database,
+    a migration) told in one line and an exit code, not a traceback."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from triage.kb.store import KnowledgeStoreError
+    from triage.migrate import SchemaError
+
+    try:
+        app()
+    except KnowledgeStoreError as exc:
+        err.print(f"[red]错误 / error:[/] 知识库（Chroma）不可用，请检查 TRIAGE_CHROMA 或数据目录 / the knowledge "
+                  f"store is unavailable: {exc}")
+        sys.exit(1)
+    except SchemaError as exc:
+        err.print(f"[red]错误 / error:[/] {exc}")
+        sys.exit(1)
+    except OperationalError as exc:
+        err.print(f"[red]错误 / error:[/] 无法连接数据库，请检查 TRIAGE_DATABASE_URL 与数据库服务 / cannot reach the "
+                  f"database: {str(exc.orig or exc).strip().splitlines()[0]}")
+        sys.exit(1)
+    except ProgrammingError as exc:
+        err.print(f"[red]错误 / error:[/] 数据库结构不完整，请先运行 `triage db upgrade` / the schema is incomplete: run "
+                  f"`triage db upgrade` ({str(exc.orig or exc).strip().splitlines()[0]})")
+        sys.exit(1)
+    except CommandError as exc:
+        err.print(f"[red]错误 / error:[/] 迁移命令失败 / migration failed: {exc}")
+        sys.exit(2)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

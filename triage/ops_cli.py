@@ -36,9 +36,15 @@ def _safe_url() -> str:
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="目标版本，默认最新")] = "head") -> None:
     """迁移到最新（或指定）版本；已是最新时不做任何事 / apply migrations."""
-    from triage.migrate import upgrade
+    from triage.migrate import current_revision, head_revision, schema_state, upgrade
 
-    before, after = upgrade(_engine(), revision)
+    eng = _engine()
+    if schema_state(eng) == "unknown":
+        err.print(f"[red]数据库结构版本 {current_revision(eng)} 比本程序（最新 {head_revision()}）新：请部署新版程序；"
+                  f"若要回退程序，先用新版程序运行 `triage db downgrade {head_revision()} --yes`[/] / the database is "
+                  f"newer than this code")
+        raise typer.Exit(1)
+    before, after = upgrade(eng, revision)
     if before == after:
         out.print(f"数据库已是最新版本 {after} / already at {after}  ({_safe_url()})")
     else:
@@ -62,13 +68,36 @@ def db_check() -> None:
 
     eng = _engine()
     state = schema_state(eng)
+    if state in ("fresh", "unknown"):
+        err.print(f"[red]{_STATE_ZH[state]}[/] (state {state}, head {head_revision()})")
+        raise typer.Exit(1)
     diff = check_no_diff(eng)
     if state != "current" or diff:
-        err.print(f"[red]结构不一致 / schema differs[/] (state {state}, head {head_revision()}):")
+        err.print(f"[red]结构不一致 / schema differs[/] (state {state}, head {head_revision()}):"
+                  + (f" {_STATE_ZH[state]}" if state in _STATE_ZH else ""))
         for d in diff[:50]:
-            err.print(f"  {d}")
+            err.print(f"  {_describe(d)}")
         raise typer.Exit(1)
     out.print(f"结构一致，版本 {head_revision()} / schema matches the models")
+
+
+_STATE_ZH = {
+    "fresh": "空库，尚未建表：请运行 `triage db upgrade` / empty database: run `triage db upgrade`",
+    "behind": "版本落后：请运行 `triage db upgrade` / behind: run `triage db upgrade`",
+    "legacy": "未纳入迁移管理的旧库：`triage db upgrade` 会接管并迁移 / never stamped: `triage db upgrade` adopts it",
+    "unknown": "数据库版本比本程序新：请部署新版程序 / newer than this code: deploy the newer code",
+}
+
+
+def _describe(d) -> str:
+    """One line per difference (autogenerate gives tuples holding whole Table objects)."""
+    if isinstance(d, tuple) and d:
+        names = [getattr(x, "name", None) for x in d[1:]]
+        where = ".".join(str(n) for n in names if isinstance(n, str)) or ", ".join(map(str, d[1:4]))[:120]
+        return f"{d[0]} {where}"
+    if isinstance(d, list):
+        return "; ".join(_describe(x) for x in d)
+    return str(d)[:200]
 
 
 @db_app.command("downgrade")
@@ -92,9 +121,16 @@ def _read_password(password_stdin: bool) -> str:
 
 def _session():
     from triage.db import create_all, session_factory
+    from triage.migrate import schema_state
 
     eng = _engine()
-    create_all(eng) if eng.dialect.name == "sqlite" else None  # the embedded default needs no separate step
+    if eng.dialect.name == "sqlite":
+        create_all(eng)  # the embedded default needs no separate step
+    else:
+        state = schema_state(eng)
+        if state != "current":
+            err.print(f"[red]{_STATE_ZH.get(state, state)}[/]")
+            raise typer.Exit(1)
     return session_factory(eng)()
 
 
@@ -120,8 +156,14 @@ def users_add(
         service.check_role(role, unit)
     except DomainError as exc:
         _fail(exc)
-    password = _read_password(password_stdin)
     with _session() as session:
+        try:  # before the password: it would be asked for in vain
+            service.get_user(session, name.strip())
+        except DomainError:
+            pass
+        else:
+            _fail(service.UserExists(f"用户 {name.strip()} 已存在 / user {name.strip()} already exists"), 1)
+        password = _read_password(password_stdin)
         try:
             u = service.create_user(session, username=name, password=password, role=role, unit_type=unit,
                                     display_name=display_name)

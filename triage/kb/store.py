@@ -30,6 +30,18 @@ class KnowledgeStoreError(RuntimeError):
     """Chroma is unreachable or refused an operation."""
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """A connection-level failure talking to a Chroma server (httpx's transport errors, sockets, timeouts)."""
+    try:
+        import httpx
+
+        if isinstance(exc, (httpx.TransportError,)):
+            return True
+    except ImportError:  # pragma: no cover - chromadb depends on httpx
+        pass
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
 def make_client(settings: Settings):
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -103,12 +115,20 @@ class KnowledgeStore:
 
         client = self.client
         try:
-            return op()
-        except InternalError as exc:
-            log.warning("Chroma failed: %s", exc)
-            if not self._reopen(client):
-                raise
-            return op()
+            try:
+                return op()
+            except InternalError as exc:
+                log.warning("Chroma failed: %s", exc)
+                if not self._reopen(client):
+                    raise
+                return op()
+        except KnowledgeStoreError:
+            raise
+        except Exception as exc:
+            if _unreachable(exc):
+                # A Chroma server that is down raises the HTTP client's errors; callers handle this one type.
+                raise KnowledgeStoreError(f"Chroma 不可用 / Chroma unreachable: {type(exc).__name__}: {exc}") from exc
+            raise
 
     def count(self, name: str) -> int:
         return self._call(lambda: self.collection(name).count())
