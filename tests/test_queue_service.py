@@ -386,6 +386,15 @@ def test_case_sink_failure_does_not_fail_closure(session, triager):
     ev = events(session, cid)[-1]
     assert ev.kind == "case_sink_failed" and "Chroma down" in ev.reason
 
+    # Nothing retried it: the knowledge base never learned the case. The background round now does, once the
+    # store is back; while it is down the trail gets no new event each round.
+    learned: list[dict] = []
+    assert service.retry_case_learning(session, broken) == {"tried": 1, "learned": 0, "failed": 1}
+    assert events(session, cid)[-1].kind == "case_sink_failed"
+    assert service.retry_case_learning(session, learned.append) == {"tried": 1, "learned": 1, "failed": 0}
+    assert [x["text"] for x in learned] == [FUMES] and events(session, cid)[-1].kind == "case_learned"
+    assert service.retry_case_learning(session, learned.append)["tried"] == 0  # learned once
+
 
 def test_draft_then_close_approves_the_unchanged_draft(session, triager):
     from conftest import fake_drafter

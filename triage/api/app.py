@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from triage import __version__
 from triage.db import get_engine, session_factory
-from triage.queue.service import DomainError, retry_pending_triage
+from triage.queue.service import DomainError, retry_case_learning, retry_pending_triage
 from triage.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ DEMO_JOIN_SECONDS = 60.0  # the demo set is 15 complaints; loading the model fir
 
 
 def _retry_once(app: FastAPI, *, force: bool) -> dict[str, int]:
-    from triage.api.deps import get_sla_dep, get_triager, resolve
+    from triage.api.deps import get_case_sink, get_sla_dep, get_triager, resolve
 
     triager = resolve(app, get_triager)
     sla = resolve(app, get_sla_dep)
@@ -36,6 +36,13 @@ def _retry_once(app: FastAPI, *, force: bool) -> dict[str, int]:
         counts = retry_pending_triage(session, triager, sla=sla, force=force)
     if counts["tried"]:
         log.info("triage retry: %s", counts)
+    try:  # closed cases the knowledge base missed (Chroma was down at closing)
+        with app.state.session_factory() as session:
+            learned = retry_case_learning(session, resolve(app, get_case_sink))
+        if learned["tried"]:
+            log.info("case learning retry: %s", learned)
+    except Exception:  # noqa: BLE001 - keep the loop alive
+        log.exception("retrying the knowledge base's closed cases failed")
     return counts
 
 

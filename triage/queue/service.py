@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -469,6 +469,39 @@ def retry_pending_triage(session: Session, triager: Triager | None, *, limit: in
             log.exception("retrying triage of complaint %s", cid)
             out = TriageOutcome(ok=False)
         counts["triaged" if out.ok else "failed"] += 1
+    return counts
+
+
+def retry_case_learning(session: Session, case_sink: CaseSink | None, *, limit: int = 200,
+                        now: datetime | None = None) -> dict[str, int]:
+    """Hand the knowledge base the closed cases it missed: those whose last attempt (at closing) failed, e.g.
+    with Chroma down. A success is recorded as ``case_learned``; a failure is only logged (the trail already
+    says it failed), and the round stops at the first one: the store is still down."""
+    counts = {"tried": 0, "learned": 0, "failed": 0}
+    if case_sink is None:
+        return counts
+    last = (select(Event.complaint_id, func.max(Event.id).label("last_id"))
+            .where(Event.kind.in_(("case_learned", "case_sink_failed"))).group_by(Event.complaint_id).subquery())
+    ids = list(session.scalars(
+        select(Complaint.id).join(last, last.c.complaint_id == Complaint.id).join(Event, Event.id == last.c.last_id)
+        .where(Event.kind == "case_sink_failed", Complaint.status == Status.closed.value,
+               Complaint.merged_into.is_(None)).order_by(Complaint.closed_at, Complaint.id).limit(limit)))
+    session.commit()
+    for cid in ids:
+        c = session.get(Complaint, cid)
+        case = case_record(c)
+        counts["tried"] += 1
+        try:
+            case_sink(case)
+        except Exception as exc:  # noqa: BLE001 - tried again next round
+            session.rollback()
+            counts["failed"] += 1
+            log.warning("case %s still not learned: %s: %s", cid, type(exc).__name__, exc)
+            break
+        _event(session, c, kind="case_learned", actor=SYSTEM, at=_now(now), from_status=c.status,
+               to_status=c.status, data={"order_id": case["order_id"], "retried": True})
+        session.commit()
+        counts["learned"] += 1
     return counts
 
 
