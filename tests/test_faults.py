@@ -278,3 +278,24 @@ def test_cases_written_by_another_process_are_found_by_a_running_server(tmp_path
     assert len(hits) == 3 and all(h.metadata["pollution_type"] == "noise" for h in hits)
     assert store.count(CASES) == 50
     assert "reopened the embedded Chroma store" in caplog.text
+
+
+def test_database_down_is_a_503_with_a_reason_and_health_says_so(app, client):
+    """With PostgreSQL gone the API answered a plain-text 500 and logged a traceback per request, the pages a
+    generic 500, and /api/health kept saying ok, so a load balancer could not tell."""
+    from sqlalchemy import create_engine
+
+    from triage.db import session_factory
+
+    assert client.get("/api/health").json()["status"] == "ok"
+    assert client.head("/api/health").status_code == 200 and client.head("/").status_code == 200  # proxy checks
+    gone = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    app.state.engine, app.state.session_factory = gone, session_factory(gone)
+    r = client.get("/api/queue")
+    assert r.status_code == 503 and "数据库暂不可用" in r.json()["detail"] and r.headers["retry-after"] == "30"
+    r = client.post("/api/complaints", json={"text": "楼下饭店油烟直排"})
+    assert r.status_code == 503
+    health = client.get("/api/health")
+    assert health.status_code == 503 and health.json()["database"] == "unavailable"
+    page = client.get("/queue")
+    assert page.status_code == 503 and "数据库暂不可用" in page.text

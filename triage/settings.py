@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     # None: SQLite databases are migrated by the app at start, other databases only by `triage db upgrade`.
     auto_migrate: bool | None = None
     max_body_bytes: int = Field(default=2_000_000, description="requests with a larger body get 413")
+    log_level: str = Field(default="INFO", description="the service's log level under uvicorn (DEBUG, INFO, WARNING…)")
 
     @property
     def resolved_database_url(self) -> str:

@@ -11,6 +11,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import text as sql_text
+from sqlalchemy.exc import OperationalError
 
 from triage import __version__
 from triage.db import get_engine, session_factory
@@ -65,6 +67,32 @@ async def _retry_loop(app: FastAPI, interval: float | None) -> None:
         await asyncio.sleep(interval)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Under uvicorn nothing set up logging: the service's warnings came out bare (no time, level or worker),
+    its INFO lines (retries, retraining) were lost, and the model load wrote progress bars into the log. Where
+    the root logger has no handler yet (uvicorn configures only its own loggers), log with time, level and pid;
+    TRIAGE_LOG_LEVEL sets the service's level."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    try:
+        logging.getLogger("triage").setLevel((level or "INFO").upper())
+    except ValueError:
+        logging.getLogger("triage").setLevel(logging.INFO)
+        log.warning("unknown TRIAGE_LOG_LEVEL %r: using INFO", level)
+    for noisy in ("transformers", "sentence_transformers", "chromadb", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def create_app(settings: Settings | None = None, *, retry_interval: float | None = 30.0,
                retry_on_startup: bool = True) -> FastAPI:
     """The web app and API. ``retry_interval``: seconds between rounds of the background loop (None/0: only once
@@ -73,13 +101,21 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
     `retry_backoff`): a short round costs one count of the cases, and `triage cases import` beside a running
     server shows in its suggestions within half a minute."""
     settings = settings or get_settings()
+    configure_logging(settings.log_level)
     engine = get_engine(settings)
     # Schema: SQLite is migrated here (embedded setup); PostgreSQL only checked — `triage db upgrade` migrates it
     # before the workers start (TRIAGE_AUTO_MIGRATE=true to migrate here too). See triage/migrate.py.
-    from triage.migrate import ensure_schema
+    from triage.migrate import SchemaError, ensure_schema
 
     auto = settings.auto_migrate if settings.auto_migrate is not None else engine.dialect.name == "sqlite"
-    ensure_schema(engine, migrate=auto)
+    try:
+        ensure_schema(engine, migrate=auto)
+    except (SchemaError, OperationalError) as exc:
+        # Said once, plainly, before uvicorn's traceback (with --workers it restarts the worker: see
+        # docs/operations.md, "Starting").
+        why = exc if isinstance(exc, SchemaError) else f"无法连接数据库 / cannot reach the database: {exc.orig or exc}"
+        log.critical("cannot start: %s", str(why).strip().splitlines()[0])
+        raise
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,6 +157,14 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
             headers = {"Retry-After": str(exc.extra["retry_after"])}
         return error_response(request.url.path, exc.status_code, exc.message, extra=exc.extra, headers=headers)
 
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # One line in the log, a 503 with a reason for the client (a bare 500 and a traceback per request before).
+        log.error("%s %s: database unavailable: %s", request.method, request.url.path,
+                  str(exc.orig or exc).strip().splitlines()[0])
+        return error_response(request.url.path, 503, "数据库暂不可用，请稍后重试 / the database is unavailable",
+                              headers={"Retry-After": "30"})
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         ctype = request.headers.get("content-type", "")
@@ -159,9 +203,17 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
     else:
         app.include_router(knowledge_router, dependencies=guarded)
 
-    @app.get("/api/health", tags=["meta"])
-    def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    @app.api_route("/api/health", methods=["GET", "HEAD"], tags=["meta"])
+    def health() -> JSONResponse:
+        """ok only when the database answers: a load balancer takes a worker that cannot reach it out."""
+        try:
+            with app.state.engine.connect() as conn:
+                conn.execute(sql_text("SELECT 1"))
+        except OperationalError as exc:
+            log.error("health: database unavailable: %s", str(exc.orig or exc).strip().splitlines()[0])
+            return JSONResponse({"status": "unavailable", "database": "unavailable", "version": __version__},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__})
 
     from triage.web.routes import mount_web  # the Chinese web pages (/, /complaints/…, /dashboard…) and /static
     mount_web(app)

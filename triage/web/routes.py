@@ -32,6 +32,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -188,6 +189,9 @@ class WebRoute(APIRoute):
                 return error_page(request, exc.status_code, present.zh(exc.message))
             except StarletteHTTPException as exc:
                 return error_page(request, exc.status_code, present.zh(str(exc.detail)) or "请求无法完成")
+            except OperationalError as exc:
+                log.error("page %s: database unavailable: %s", request.url.path, str(exc.orig or exc).splitlines()[0])
+                return error_page(request, 503, "数据库暂不可用，请稍后重试；如问题持续，请联系系统管理员。")
             except Exception as exc:  # noqa: BLE001
                 if _body_too_large(exc):
                     return error_page(request, 413, "提交的内容过大，请缩短后重试。")
@@ -340,7 +344,7 @@ def logout(request: Request) -> Response:
 
 
 # ------------------------------------------------------------------------------------------------ queue
-@router.get("/", response_class=HTMLResponse)
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
 @router.get("/queue", response_class=HTMLResponse)
 def queue_page(status: str = "", unit: str = "", ptype: str = Query("", alias="type"), overdue: str = "",
                p: Page = Depends(page)) -> HTMLResponse:
