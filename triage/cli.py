@@ -290,6 +290,7 @@ def main() -> None:
     from alembic.util.exc import CommandError
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
+    from triage.db import db_error_line
     from triage.kb.store import KnowledgeStoreError
     from triage.migrate import SchemaError
 
@@ -304,11 +305,11 @@ def main() -> None:
         sys.exit(1)
     except OperationalError as exc:
         err.print(f"[red]错误 / error:[/] 无法连接数据库，请检查 TRIAGE_DATABASE_URL 与数据库服务 / cannot reach the "
-                  f"database: {str(exc.orig or exc).strip().splitlines()[0]}")
+                  f"database: {db_error_line(exc)}")
         sys.exit(1)
     except ProgrammingError as exc:
         err.print(f"[red]错误 / error:[/] 数据库结构不完整，请先运行 `triage db upgrade` / the schema is incomplete: run "
-                  f"`triage db upgrade` ({str(exc.orig or exc).strip().splitlines()[0]})")
+                  f"`triage db upgrade` ({db_error_line(exc)})")
         sys.exit(1)
     except CommandError as exc:
         err.print(f"[red]错误 / error:[/] 迁移命令失败 / migration failed: {exc}")

@@ -66,3 +66,8 @@ def create_all(engine: Engine) -> None:
     from triage.migrate import ensure_schema
 
     ensure_schema(engine, migrate=True)
+
+
+def db_error_line(exc: BaseException) -> str:
+    """The driver's first line of a database error (SQLAlchemy's message repeats the statement and a link)."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]

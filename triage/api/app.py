@@ -15,7 +15,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.exc import OperationalError
 
 from triage import __version__
-from triage.db import get_engine, session_factory
+from triage.db import db_error_line, get_engine, session_factory
 from triage.queue.service import DomainError, retry_case_learning, retry_pending_triage
 from triage.settings import Settings, get_settings
 
@@ -113,8 +113,9 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
     except (SchemaError, OperationalError) as exc:
         # Said once, plainly, before uvicorn's traceback (with --workers it restarts the worker: see
         # docs/operations.md, "Starting").
-        why = exc if isinstance(exc, SchemaError) else f"无法连接数据库 / cannot reach the database: {exc.orig or exc}"
-        log.critical("cannot start: %s", str(why).strip().splitlines()[0])
+        why = str(exc).strip() if isinstance(exc, SchemaError) else (
+            f"无法连接数据库 / cannot reach the database: {db_error_line(exc)}")
+        log.critical("cannot start: %s", why)
         raise
 
     @contextlib.asynccontextmanager
@@ -161,7 +162,7 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
         # One line in the log, a 503 with a reason for the client (a bare 500 and a traceback per request before).
         log.error("%s %s: database unavailable: %s", request.method, request.url.path,
-                  str(exc.orig or exc).strip().splitlines()[0])
+                  db_error_line(exc))
         return error_response(request.url.path, 503, "数据库暂不可用，请稍后重试 / the database is unavailable",
                               headers={"Retry-After": "30"})
 
@@ -210,7 +211,7 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
             with app.state.engine.connect() as conn:
                 conn.execute(sql_text("SELECT 1"))
         except OperationalError as exc:
-            log.error("health: database unavailable: %s", str(exc.orig or exc).strip().splitlines()[0])
+            log.error("health: database unavailable: %s", db_error_line(exc))
             return JSONResponse({"status": "unavailable", "database": "unavailable", "version": __version__},
                                 status_code=503)
         return JSONResponse({"status": "ok", "version": __version__})

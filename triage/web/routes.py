@@ -51,6 +51,7 @@ from triage.api.deps import (
 from triage.auth.deps import WEB_TOKEN_COOKIE, auth_mode, get_unit_scope, staff_queue_status
 from triage.auth.models import Role
 from triage.auth.permissions import UNIT_SCOPED, allowed
+from triage.db import db_error_line
 from triage.metrics import MAX_PERIOD_DAYS, compute_metrics, period_bounds
 from triage.queue import service
 from triage.queue.models import OPEN_STATUSES, Complaint, Status
@@ -190,7 +191,7 @@ class WebRoute(APIRoute):
             except StarletteHTTPException as exc:
                 return error_page(request, exc.status_code, present.zh(str(exc.detail)) or "请求无法完成")
             except OperationalError as exc:
-                log.error("page %s: database unavailable: %s", request.url.path, str(exc.orig or exc).splitlines()[0])
+                log.error("page %s: database unavailable: %s", request.url.path, db_error_line(exc))
                 return error_page(request, 503, "数据库暂不可用，请稍后重试；如问题持续，请联系系统管理员。")
             except Exception as exc:  # noqa: BLE001
                 if _body_too_large(exc):
