@@ -150,7 +150,7 @@ def test_jurisdiction_id(client, app, fmt):
     ({"lat": "91", "long": "113"}, "lat"),
     ({"lat": "nan", "long": "113"}, "lat"),
     ({"requested_datetime": "2026-02-30T10:00:00"}, "requested_datetime"),
-    ({"requested_datetime": "2099-01-01T10:00:00+08:00"}, "requested_datetime 不能晚于"),  # not occurred_at
+    ({"requested_datetime": "2099-01-01T10:00:00+08:00"}, "requested_datetime must not be"),  # not occurred_at
     ({"description": "x" * 20_001}, "20000"),
 ])
 def test_bad_posts_are_400_with_an_open311_error_and_store_nothing(client, app, fields, reason):

@@ -179,7 +179,7 @@ def test_not_found_and_bad_input(client):
     r = client.post("/api/complaints/424242/assign")
     assert r.status_code == 404 and "不存在" in r.json()["detail"]
     r = client.post("/api/complaints", json={"text": "  "})
-    assert r.status_code == 422 and r.json()["detail"] == "text 不能为空（投诉内容） / text must not be empty"
+    assert r.status_code == 422 and r.json()["detail"] == "投诉内容不能为空 / text must not be empty"
     r = client.post("/api/complaints", json={"address": "无内容"})
     assert r.status_code == 422 and "text" in r.json()["detail"] and "invalid request" in r.json()["detail"]
     r = client.post("/api/complaints", json={"text": FUMES, "occurred_at": "2030-01-01T00:00:00+08:00"})

@@ -44,7 +44,7 @@ def test_intake_commits_then_triages(session, triager):
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"text": "   "}, "text 不能为空"),
+    ({"text": "   "}, "投诉内容不能为空"),
     ({"text": "噪" * 20_001}, "20000"),
     ({"text": NOISE, "occurred_at": bj(2026, 11, 2, 12)}, "occurred_at"),
 ])

@@ -191,7 +191,7 @@ def test_draft_edit_approve_close_and_the_dashboard_follows(app, client, clock, 
     draft_text = load(app, a).drafts[-1].text
 
     bad = post(client, f"/complaints/{a}/close", {"reply": draft_text + "（已修改）", "result": ""}, expect=422)
-    assert "result 只能是" in bad.text and "（已修改）" in bad.text  # the edited text survives the refusal
+    assert "核查结果只能是" in bad.text and "（已修改）" in bad.text  # the edited text survives the refusal
     post(client, f"/complaints/{a}/close", {"reply": draft_text + "（已修改）", "result": "属实"})
     c = load(app, a)
     assert c.status == "closed" and c.reply.endswith("（已修改）") and c.result == "属实"
@@ -224,7 +224,7 @@ def test_return_extend_and_reassign(app, client, clock):
     assert "退单 / 延期" in page and "每次派单最多延期 2 次" in page
 
     empty = post(client, f"/complaints/{a}/extend", {"reason": "等待检测报告"}, expect=422)
-    assert "二选一" in empty.text and "等待检测报告" in empty.text
+    assert "二者选一" in empty.text and "等待检测报告" in empty.text
     early = post(client, f"/complaints/{a}/extend", {"reason": "等待检测报告", "deadline": "2026-11-03"}, expect=422)
     assert "新期限须晚于原期限" in early.text
     r = post(client, f"/complaints/{a}/extend", {"reason": "等待检测报告", "deadline": "2026-11-20"})
@@ -278,7 +278,8 @@ def test_intake_form_validates_in_chinese(app, client):
     first = intake(client, FUMES, external_id="GZ-9", occurred_at="2026-11-01T21:30")
     assert load(app, first).source == "web"
     dup = post(client, "/complaints/new", {"text": FUMES, "external_id": "GZ-9"}, expect=409)
-    assert f"已存在（投诉 {first}）" in dup.text and dup.text.count(f"投诉 {first}）") == 1 and "已有投诉" not in dup.text
+    assert f"工单号 GZ-9 已登记为投诉 #{first}" in dup.text and dup.text.count(f"投诉 #{first}") == 1
+    assert not any("external_id" in f for f in flashes(dup.text))  # the form's words, not the API's field code
 
 
 def test_errors_are_chinese_pages_and_user_text_is_escaped(app, client):

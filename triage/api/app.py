@@ -204,7 +204,7 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
     else:
         app.include_router(knowledge_router, dependencies=guarded)
 
-    @app.api_route("/api/health", methods=["GET", "HEAD"], tags=["meta"])
+    @app.get("/api/health", tags=["meta"])
     def health() -> JSONResponse:
         """ok only when the database answers: a load balancer takes a worker that cannot reach it out."""
         try:
@@ -215,6 +215,8 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
             return JSONResponse({"status": "unavailable", "database": "unavailable", "version": __version__},
                                 status_code=503)
         return JSONResponse({"status": "ok", "version": __version__})
+
+    app.add_api_route("/api/health", health, methods=["HEAD"], include_in_schema=False)  # proxies check with HEAD
 
     from triage.web.routes import mount_web  # the Chinese web pages (/, /complaints/…, /dashboard…) and /static
     mount_web(app)

@@ -16,7 +16,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
-from triage.auth.models import Role
+from triage.auth.models import ROLE_ZH, Role
 from triage.auth.permissions import ROUTES, UNIT_SCOPED, allowed
 from triage.auth.service import AuthError, Forbidden, Principal, resolve_token
 from triage.queue.service import InvalidInput, NotFound
@@ -96,8 +96,8 @@ def enforce(request: Request, principal: Principal) -> None:
     if permission is None:  # a route nobody classified: refuse rather than guess
         raise Forbidden(f"未配置权限的接口 / no permission rule for {key[0]} {key[1]}")
     if not allowed(principal.role, permission):
-        raise Forbidden(f"角色 {principal.role} 无权执行此操作 / role '{principal.role}' may not do this "
-                        f"({permission})")
+        raise Forbidden(f"{ROLE_ZH.get(principal.role, principal.role)}无权执行此操作 / role '{principal.role}' may "
+                        f"not do this ({permission})")
     scope = UNIT_SCOPED.get(permission)
     if principal.role == Role.unit_staff.value and scope and "complaint_id" in request.path_params:
         try:

@@ -18,13 +18,13 @@ from triage.queue.models import UTCDateTime, utcnow
 
 
 class Role(str, enum.Enum):
-    dispatcher = "dispatcher"  # 派单员: intake, assign, merge, reopen, approve replies
+    dispatcher = "dispatcher"  # 调度员 (派单): intake, assign, merge, reopen, approve replies
     unit_staff = "unit_staff"  # 承办单位工作人员: only the cases assigned to its own unit kind
     manager = "manager"  # 管理人员: reads everything, metrics and reports
     admin = "admin"  # 系统管理员: users, jurisdictions, knowledge (and everything else)
 
 
-ROLE_ZH = {"dispatcher": "派单员", "unit_staff": "承办单位", "manager": "管理人员", "admin": "系统管理员"}
+ROLE_ZH = {"dispatcher": "调度员", "unit_staff": "承办单位", "manager": "管理人员", "admin": "系统管理员"}
 
 
 class User(Base):

@@ -354,12 +354,13 @@ def relapse_item(r) -> RelapseItem:
 def parse_day(value: str | None, name: str) -> date | None:
     from triage.queue.service import InvalidInput
 
+    zh = {"from": "开始日期", "to": "结束日期", "--from": "开始日期", "--to": "结束日期"}.get(name, name)
     if value is None or value == "":
         return None
     try:
         day = date.fromisoformat(value)
     except ValueError as exc:
-        raise InvalidInput(f"{name} 日期格式应为 YYYY-MM-DD：{value!r} / {name} must be YYYY-MM-DD") from exc
+        raise InvalidInput(f"{zh}格式应为 YYYY-MM-DD：{value!r} / {name} must be YYYY-MM-DD") from exc
     if not 1970 <= day.year <= 2200:
-        raise InvalidInput(f"{name} 日期超出范围（1970–2200 年）：{value!r} / {name} out of range")
+        raise InvalidInput(f"{zh}超出范围（1970–2200 年）：{value!r} / {name} out of range")
     return day

@@ -200,10 +200,24 @@ _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066
 _INVISIBLE = re.compile("[\s\u200b-\u200f\u2060-\u2064\ufeff\u3000]+")
 
 
-def _check_chars(v: str, field: str) -> str:
+# The Chinese half of a message is what the pages show: it names the field as the form does; the English half
+# keeps the API's field code.
+FIELD_ZH = {
+    "text": "投诉内容", "address": "地址", "contact": "联系方式", "source": "来源", "external_id": "工单号",
+    "occurred_at": "事发时间", "pollution_type": "污染类型", "subtype": "具体问题", "unit_type": "承办单位",
+    "note": "说明", "reason": "理由", "reply": "答复内容", "findings": "核查情况", "actions": "处理措施",
+    "deadline": "新的期限", "working_days": "延长的工作日数",
+}
+
+
+def _zh(field: str) -> str:
+    return FIELD_ZH.get(field, field)
+
+
+def _check_chars(v: str, field: str, zh: str | None = None) -> str:
     bad = _BAD_CHARS.search(v)
     if bad:
-        raise InvalidInput(f"{field} 含不可见的控制字符 U+{ord(bad.group()):04X}（第 {bad.start() + 1} 个字符） / "
+        raise InvalidInput(f"{zh or _zh(field)}含不可见的控制字符 U+{ord(bad.group()):04X}（第 {bad.start() + 1} 个字符） / "
                            f"{field} contains the control character U+{ord(bad.group()):04X}")
     return v
 
@@ -211,10 +225,10 @@ def _check_chars(v: str, field: str) -> str:
 def _require_text(value: str | None, field: str, zh: str, max_len: int = MAX_TEXT) -> str:
     v = (value or "").strip()
     if not _INVISIBLE.sub("", v):
-        raise InvalidInput(f"{field} 不能为空（{zh}） / {field} must not be empty")
+        raise InvalidInput(f"{zh}不能为空 / {field} must not be empty")
     if len(v) > max_len:
-        raise InvalidInput(f"{field} 超过 {max_len} 字 / {field} longer than {max_len} characters")
-    return _check_chars(v, field)
+        raise InvalidInput(f"{zh}超过 {max_len} 字 / {field} longer than {max_len} characters")
+    return _check_chars(v, field, zh)
 
 
 def _optional_text(value: str | None, field: str, max_len: int = MAX_FIELD) -> str | None:
@@ -222,7 +236,7 @@ def _optional_text(value: str | None, field: str, max_len: int = MAX_FIELD) -> s
         return None
     v = str(value).strip()
     if len(v) > max_len:
-        raise InvalidInput(f"{field} 超过 {max_len} 字 / {field} longer than {max_len} characters")
+        raise InvalidInput(f"{_zh(field)}超过 {max_len} 字 / {field} longer than {max_len} characters")
     return _check_chars(v, field) or None
 
 
@@ -245,18 +259,19 @@ def _taxonomy():
 def _check_labels(pollution_type: str, subtype: str | None, unit_type: str) -> None:
     for name, v in (("pollution_type", pollution_type), ("subtype", subtype), ("unit_type", unit_type)):
         if v and not _CODE.match(v):
-            raise InvalidInput(f"{name} 编码格式不对：{v!r} / malformed {name} code")
+            raise InvalidInput(f"{_zh(name)}编码格式不对：{v!r} / malformed {name} code")
     if subtype and not subtype.startswith(pollution_type + "."):
-        raise InvalidInput(f"subtype {subtype} 不属于 {pollution_type} / subtype does not belong to pollution_type")
+        raise InvalidInput(f"所选具体问题不属于所选污染类型（{subtype} / {pollution_type}） / subtype does not "
+                           f"belong to pollution_type")
     tax, units = _taxonomy()
     if tax is None:
         return
     if pollution_type not in tax.types:
-        raise InvalidInput(f"未知的 pollution_type：{pollution_type} / unknown pollution_type")
+        raise InvalidInput(f"未知的污染类型：{pollution_type} / unknown pollution_type")
     if subtype and not tax.is_valid(pollution_type, subtype):
-        raise InvalidInput(f"未知的 subtype：{subtype} / unknown subtype")
+        raise InvalidInput(f"未知的具体问题：{subtype} / unknown subtype")
     if unit_type not in units:
-        raise InvalidInput(f"未知的 unit_type：{unit_type} / unknown unit_type")
+        raise InvalidInput(f"未知的承办单位类别：{unit_type} / unknown unit_type")
 
 
 def _default_subtype(pollution_type: str) -> str:
@@ -301,10 +316,10 @@ def intake(session: Session, *, text: str, occurred_at: datetime | None = None, 
     sla = sla or get_sla()
     text_v = _require_text(text, "text", "投诉内容")
     if occurred_at is not None and occurred_at.year < 1970:
-        raise InvalidInput("occurred_at 早于 1970 年，不可能 / occurred_at before 1970 is not plausible")
+        raise InvalidInput("事发时间早于 1970 年，不可能 / occurred_at before 1970 is not plausible")
     occurred = _aware(occurred_at)
     if occurred is not None and occurred > now + FUTURE_TOLERANCE:
-        raise InvalidInput("occurred_at 不能晚于当前时间 / occurred_at must not be in the future")
+        raise InvalidInput("事发时间不能晚于当前时间 / occurred_at must not be in the future")
     address_v = _optional_text(address, "address")
     contact_v = _optional_text(contact, "contact", 200)
     source_v = _optional_text(source, "source", 32) or "api"
@@ -313,7 +328,7 @@ def intake(session: Session, *, text: str, occurred_at: datetime | None = None, 
         existing = session.scalar(select(Complaint.id).where(Complaint.external_id == ext))
         if existing is not None:
             raise DuplicateExternalId(
-                f"external_id {ext} 已存在（投诉 {existing}） / external_id already exists", id=existing)
+                f"工单号 {ext} 已登记为投诉 #{existing} / external_id already exists", id=existing)
 
     urgency = sla.policy.urgency_of(text_v)
     provisional = sla.compute(now, urgency=urgency, occurred_at=occurred, text=text_v)
@@ -332,7 +347,7 @@ def intake(session: Session, *, text: str, occurred_at: datetime | None = None, 
             existing = session.scalar(select(Complaint.id).where(Complaint.external_id == ext))
             if existing is not None:
                 raise DuplicateExternalId(
-                    f"external_id {ext} 已存在（投诉 {existing}） / external_id already exists", id=existing) from exc
+                    f"工单号 {ext} 已登记为投诉 #{existing} / external_id already exists", id=existing) from exc
         raise
 
     if triager is not None:
@@ -558,7 +573,7 @@ def assign(session: Session, *, complaint_id: int, actor: str, unit_type: str | 
     subtype = _optional_text(subtype, "subtype", 64)
     unit_type = _optional_text(unit_type, "unit_type", 64)
     if urgency is not None and urgency not in sla.policy.urgency:
-        raise InvalidInput(f"urgency 只能是 {'/'.join(sla.policy.urgency)} / unknown urgency")
+        raise InvalidInput(f"紧急程度只能是 {'/'.join(sla.policy.urgency)} / unknown urgency")
     # Labels a dispatcher already set (before a return) stand unless changed again; else the suggestion's.
     if c.pollution_type:
         base_pt, base_st = c.pollution_type, c.subtype
@@ -566,7 +581,7 @@ def assign(session: Session, *, complaint_id: int, actor: str, unit_type: str | 
         base_pt, base_st = (s.pollution_type, s.subtype) if s is not None else (None, None)
     base_ut = s.unit_type if s is not None else c.unit_type
     if (unit_type or base_ut) is None or (pollution_type or base_pt) is None:
-        raise InvalidInput("尚无分类建议，请指定 pollution_type 和 unit_type / "
+        raise InvalidInput("尚无分类建议，请选择污染类型和承办单位 / "
                            "no suggestion to accept yet: give pollution_type and unit_type")
     pt = pollution_type or base_pt
     if subtype is not None:
@@ -646,8 +661,7 @@ def _later_deadline(a: Assignment, c: Complaint, *, deadline: datetime | str | N
     """The new deadline an extension asks for, checked: exactly one of deadline / working_days, later than the
     current one, within a year, and the assignment's extension limit not reached."""
     if (deadline is None) == (working_days is None):
-        raise InvalidInput("请给出新的期限 deadline 或延长的工作日数 working_days（二选一） / "
-                           "give exactly one of deadline or working_days")
+        raise InvalidInput("请填写新的期限或延长的工作日数（二者选一） / give exactly one of deadline or working_days")
     _check_extension_limit(a, c, sla)
     if now > a.deadline:
         # 延期 is asked for before the time runs out; granted afterwards it would turn a late case into an
@@ -657,7 +671,7 @@ def _later_deadline(a: Assignment, c: Complaint, *, deadline: datetime | str | N
                                 status=c.status, deadline=a.deadline.isoformat())
     if working_days is not None:
         if working_days < 1 or working_days > 60:
-            raise InvalidInput("working_days 须在 1 到 60 之间 / working_days must be 1..60")
+            raise InvalidInput("延长的工作日数须在 1 到 60 之间 / working_days must be 1..60")
         new, note = sla.add_working_days(a.deadline, working_days)
     else:
         try:
@@ -836,7 +850,7 @@ def record_contact(session: Session, *, complaint_id: int, actor: str, note: str
             at = to_local(contacted_at if isinstance(contacted_at, datetime)
                           else datetime.fromisoformat(str(contacted_at).strip())).astimezone(now.tzinfo)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidInput(f"无法识别的联系时间 {contacted_at!r}（例：2026-11-30T09:30） / unparseable "
+            raise InvalidInput(f"无法识别的联系时间 {contacted_at!r}（例：2026-11-30 09:30） / unparseable "
                                f"contacted_at") from exc
         if at > now + FUTURE_TOLERANCE:
             raise InvalidInput("联系时间不能晚于现在 / contacted_at is in the future")
@@ -855,7 +869,7 @@ def record_contact(session: Session, *, complaint_id: int, actor: str, note: str
 def _check_result(result: str | None) -> str:
     r = (result or "").strip()
     if r not in RESULTS:
-        raise InvalidInput(f"result 只能是 {'、'.join(RESULTS)} / result must be one of {', '.join(RESULTS)}")
+        raise InvalidInput(f"核查结果只能是 {'、'.join(RESULTS)} / result must be one of {', '.join(RESULTS)}")
     return r
 
 
@@ -1010,7 +1024,7 @@ def reopen(session: Session, *, complaint_id: int, actor: str, reason: str, unit
                            .order_by(Assignment.id.desc()).limit(1)).first()
     ut = _optional_text(unit_type, "unit_type", 64) or c.unit_type or (last.unit_type if last else None)
     if ut is None:
-        raise InvalidInput("请指定 unit_type / give unit_type")
+        raise InvalidInput("请选择承办单位 / give unit_type")
     if c.pollution_type:
         _check_labels(c.pollution_type, c.subtype, ut)
     if last is not None and ut == last.unit_type:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from triage.auth.models import ROLE_ZH  # one naming of the roles for every page
 from triage.queue.service import ACTION_ZH, STATUS_ZH, UNIT_KIND_NAMES
 from triage.queue.sla import Sla, local_date, to_local
 
@@ -44,9 +45,6 @@ def type_name(code: str | None) -> str:
         return UNCLASSIFIED_ZH
     tax = taxonomy()
     return tax.name(code) if tax is not None else code
-
-
-ROLE_ZH = {"dispatcher": "派单员", "unit_staff": "承办单位", "manager": "管理人员", "admin": "管理员"}
 
 
 def role_name(role: str | None) -> str:
