@@ -249,3 +249,32 @@ def test_import_with_bad_rows_and_knowledge_search(page, live, tmp_path):
     pg.goto(base + "/complaints/99999")
     assert "投诉 99999 不存在" in pg.inner_text("main")
     shot(pg, "error")
+
+
+def test_a_refused_action_shows_its_reason_beside_the_form_and_pages_fit_a_phone(page, live):
+    """A refused contact log re-rendered the page at the form's POST address, scrolled to the top, with the reason
+    only in the flash up there; at 390px the case page was 510px wide and the queue 635px."""
+    pg, base = page, live.url
+    pg.goto(base + "/complaints/new")
+    pg.fill("textarea[name=text]", "市民反映：石潭路88号楼下烧烤店油烟直排，熏得无法开窗，晚上尤其严重。")
+    pg.click("button:has-text('保存并分拣')")
+    pg.wait_for_url(re.compile(r"/complaints/\d+$"))
+    cid = int(pg.url.rsplit("/", 1)[1])
+    pg.click("button:has-text('采纳建议并派单')")
+    pg.fill("#contact input[name=note]", "电话联系来电人")
+    pg.fill("#contact input[name=contacted_at]", "2099-01-01T09:00")
+    pg.click("#contact button[type=submit]")
+    near = pg.locator("#contact [data-near-form]")
+    assert "联系时间不能晚于现在" in near.inner_text()
+    assert pg.url.endswith(f"/complaints/{cid}#contact")  # a reload shows the page, it does not post again
+    assert pg.input_value("#contact input[name=note]") == "电话联系来电人"
+
+    pg.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/", f"/complaints/{cid}", "/dashboard"):
+        pg.goto(base + path)
+        width = pg.evaluate("document.documentElement.scrollWidth")
+        wide = pg.evaluate("""Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect()
+            .right > 392 && !e.closest('.table-wrap')).slice(-4).map(e => e.tagName + '.' + e.className + ' '
+            + Math.round(e.getBoundingClientRect().right))""")
+        assert width <= 390, (path, width, wide)
+    shot(pg, "case-phone")

@@ -530,7 +530,7 @@ def _act(p: Page, complaint_id: int, action: Callable[[], str], anchor: str, for
         ctx = _case_ctx(p, complaint_id)
         ctx["form"] = form
         ctx["messages"] = [("error", present.zh(exc.message))]
-        ctx["focus"] = anchor
+        ctx["focus"], ctx["canonical"] = anchor, f"/complaints/{complaint_id}"
         return render(p.request, "case.html", ctx, status_code=exc.status_code)
     return redirect(f"/complaints/{complaint_id}#{anchor}", ("ok", message))
 

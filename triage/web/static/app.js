@@ -105,6 +105,27 @@
     });
   }
 
+  // A refused action re-renders the page at the form's POST address: show the reason beside the form that was
+  // sent (not only at the top, out of sight), scroll there, and put the page's own address back so that a reload
+  // does not post the form again.
+  function setupFocus() {
+    var body = document.body;
+    var id = body.getAttribute("data-focus");
+    var canonical = body.getAttribute("data-canonical");
+    if (canonical && window.history.replaceState) {
+      window.history.replaceState(null, "", canonical + (id ? "#" + id : ""));
+    }
+    var target = id && document.getElementById(id);
+    if (!target) return;
+    var error = document.querySelector("main > .flash-error");
+    if (error) {
+      var copy = error.cloneNode(true);
+      copy.setAttribute("data-near-form", "");
+      target.insertBefore(copy, target.firstChild);
+    }
+    target.scrollIntoView({ block: "start" });
+  }
+
   function setupMisc() {
     document.querySelectorAll("[data-print]").forEach(function (b) {
       b.addEventListener("click", function () { window.print(); });
@@ -117,6 +138,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    setupFocus();
     setupBulk();
     setupSubtypes();
     setupBusy();
