@@ -191,6 +191,12 @@ def test_unit_staff_see_and_act_only_on_their_own_units_cases(anon, h):
         r = anon.post(f"/api/complaints/{theirs}/{action}", json=body, headers=h["cg"])
         assert r.status_code == 404, (action, r.text)
     assert anon.get(f"/api/complaints/{theirs}", headers=h["disp"]).json()["complaint"]["status"] == "assigned"
+    # A duplicate merged into the unit's case is the unit's to read (its caller gets the unit's reply); the case
+    # page links it and it answered 404.
+    assert anon.post(f"/api/complaints/{waiting}/merge", json={"parent_id": mine},
+                     headers=h["disp"]).status_code == 200
+    assert anon.get(f"/api/complaints/{waiting}", headers=h["cg"]).status_code == 200
+    assert anon.get(f"/api/complaints/{waiting}", headers=h["sw"]).status_code == 404
 
     queue = anon.get("/api/queue", headers=h["cg"]).json()
     assert [i["id"] for i in queue] == [mine]
@@ -323,6 +329,9 @@ def test_the_case_page_offers_each_role_only_what_it_may_do(anon, h, token_app):
     assert anon.post(f"/api/complaints/{mine}/reply", json={"reply": "已取缔。", "result": "属实"},
                      headers=h["cg"]).status_code == 200
     assert forms("cg") == set()  # waiting for review
+    assert "已提交答复，等待调度员审核" in anon.get(f"/complaints/{mine}", headers=h["cg"]).text  # it sees its reply
+    assert 'action="/queue/accept"' not in anon.get("/queue", headers=h["boss"]).text  # a manager reads the queue
+    assert 'action="/queue/accept"' in anon.get("/queue", headers=h["disp"]).text
     assert forms("disp") == {"close", "reject", "merge"}
     r = anon.post(f"/complaints/{mine}/reject", data={"reason": "请写明核查时间"}, headers=h["disp"],
                   follow_redirects=False)

@@ -127,7 +127,8 @@ def test_failures_fall_back_to_template_with_notice_in_bounded_time(mode, reason
     assert draft.notice and draft.notice.startswith("大模型服务不可用") and reason in draft.notice
     assert "已使用模板生成草稿" in draft.notice
     assert elapsed < BOUND, f"{mode}: {elapsed:.2f}s > {BOUND:.2f}s"
-    assert draft.quality and all(draft.quality.parts.values())
+    # no findings were given: every part is there but the inspection, which is a placeholder until staff fill it
+    assert draft.quality and {k for k, v in draft.quality.parts.items() if not v} == {"核查情况"}
     retried = mode in ("slow", "error500")
     assert len(srv.requests) == (RETRIES + 1 if retried else 1)
 

@@ -223,3 +223,14 @@ def test_a_reply_on_a_matter_that_is_not_ours_needs_no_legal_basis():
                         facts_date="2026-11-20", known_articles=[("中华人民共和国道路交通安全法", 31)],
                         needs_basis=False)
     assert any("第九百条" in p for p in cited.problems)  # a citation it does make is still checked
+
+
+def test_a_draft_without_findings_is_not_scored_as_if_it_had_them():
+    """An empty draft (no 核查情况 given) scored 99 with ✓ 核查情况 beside the notice 未提供核查情况."""
+    draft = ("市民朋友：您好！您反映的楼下饭店油烟直排问题已收悉。我局将安排工作人员赴现场核查。根据《中华人民共和国"
+             "生态环境法典》第二百五十条，餐饮经营者应安装油烟净化设施。感谢您的监督。")
+    given = check_draft(draft, complaint_text="楼下饭店油烟直排", facts_date="2026-11-20", known_articles=None)
+    blank = check_draft(draft, complaint_text="楼下饭店油烟直排", facts_date="2026-11-20", known_articles=None,
+                        findings_given=False)
+    assert given.parts["核查情况"] and not blank.parts["核查情况"] and blank.score < given.score
+    assert any("尚未填写核查情况" in p for p in blank.problems)

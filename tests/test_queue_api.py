@@ -206,7 +206,7 @@ def test_triager_failure_then_retry(client, triager):
     assert created["status"] == "received" and created["suggestion"] is None
     assert "Chroma unreachable" in created["triage_error"]
     queue = client.get("/api/queue").json()
-    assert queue[0]["id"] == created["id"] and queue[0]["priority_reason"].startswith("待人工处理")
+    assert queue[0]["id"] == created["id"] and queue[0]["priority_reason"] == "未能自动分拣，待人工派单"
     assert post(client, "/api/triage/retry") == {"tried": 1, "triaged": 0, "failed": 1}
     triager.fail = False
     assert post(client, "/api/triage/retry") == {"tried": 1, "triaged": 1, "failed": 0}

@@ -601,3 +601,18 @@ def test_the_unit_signs_for_a_case_and_logs_its_first_contact(app, client, clock
     assert c.assignment.contact_note == "电话联系来电人，约定明日核查" and c.assignment.received_at is not None
     page = client.get(f"/complaints/{cid}").text
     assert f"先行联系：{when:%Y-%m-%d %H:%M}" in page and f'action="/complaints/{cid}/contact"' not in page
+
+
+def test_the_unit_sees_its_reply_under_review_and_a_rejection_with_its_reason(app, client):
+    """Unit staff had no 答复 section while their reply waited for review, and a 驳回 left the case reading 常规
+    in their queue, the reason only at the bottom of the timeline."""
+    cid = intake(client, FUMES)
+    post(client, f"/complaints/{cid}/assign", {"action": "accept"})
+    post(client, f"/complaints/{cid}/draft", {"findings": "现场核查属实", "result": "属实", "actions": "已责令整改"})
+    assert "已责令整改</textarea>" in client.get(f"/complaints/{cid}").text  # a redraft keeps the measures
+    post(client, f"/complaints/{cid}/reply", {"reply": "您好！经核查属实，已责令整改。感谢监督。", "result": "属实"})
+    post(client, f"/complaints/{cid}/reject", {"reason": "请写明核查时间"})
+    page = client.get(f"/complaints/{cid}").text
+    assert "答复已被驳回" in page and "请写明核查时间" in page and "答复被驳回</span>" in page
+    row = re.search(rf'<tr[^>]*data-id="{cid}".*?</tr>', client.get("/queue").text, re.S).group(0)
+    assert "答复被驳回" in row and "常规" not in row

@@ -1,6 +1,6 @@
-"""Receipt (签收), first contact (先行联系) and the unit's reply time of a dispatch.
+"""Receipt (签收), first contact (先行联系) and the unit's reply time of a dispatch; a draft's 处理措施.
 
-Six nullable columns on assignments; the steps themselves are audit events.
+Six nullable columns on assignments and one on reply_drafts; the steps themselves are audit events.
 
 Revision ID: 0004
 Revises: 0003
@@ -27,9 +27,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column('contacted_by', sa.String(length=100), nullable=True))
         batch.add_column(sa.Column('contact_note', sa.Text(), nullable=True))
         batch.add_column(sa.Column('replied_at', sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table('reply_drafts') as batch:
+        batch.add_column(sa.Column('actions', sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('reply_drafts') as batch:
+        batch.drop_column('actions')
     with op.batch_alter_table('assignments') as batch:
         batch.drop_column('replied_at')
         batch.drop_column('contact_note')

@@ -115,6 +115,14 @@ def check_unit_access(request: Request, complaint_id: int, principal: Principal,
     with request.app.state.session_factory() as session:
         ever = session.scalar(select(Assignment.id).where(Assignment.complaint_id == complaint_id,
                                                           Assignment.unit_type == principal.unit_type).limit(1))
+        if ever is None and scope == "read":
+            # A duplicate merged into one of the unit's cases: its caller gets the unit's reply, so the unit reads
+            # it (the case page links it; it answered 404).
+            parent = session.scalar(select(Complaint.merged_into).where(Complaint.id == complaint_id))
+            if parent is not None:
+                ever = session.scalar(select(Assignment.id).where(Assignment.complaint_id == parent,
+                                                                  Assignment.unit_type == principal.unit_type)
+                                      .limit(1))
         if ever is None:
             raise NotFound(f"投诉 {complaint_id} 不存在 / complaint {complaint_id} not found")
         if scope == "act":

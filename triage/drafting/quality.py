@@ -221,21 +221,27 @@ def _citation_pairs(text: str, citations: Iterable[Citation | Mapping[str, Any]]
 
 def check_draft(text: str, *, complaint_text: str, facts_date: date | datetime | str | None,
                 known_articles: KnownArticles, citations: Iterable[Citation | Mapping[str, Any]] | None = None,
-                needs_basis: bool = True) -> QualityReport:
+                needs_basis: bool = True, findings_given: bool = True) -> QualityReport:
     """Score a reply draft; see the module docstring for the formula. Never raises on odd input.
 
     ``needs_basis=False``: a matter that is not environmental (re-dispatched to the unit whose duty it is) cites
     no environmental law on purpose; its reply is judged on the other five parts, and citing nothing is not a
-    fault (a citation it does make is still checked)."""
+    fault (a citation it does make is still checked).
+
+    ``findings_given=False``: staff gave no findings, so whatever the draft says about an inspection is a
+    placeholder ("将赴现场核查"); the part counts as missing (an empty draft scored 99 with ✓ 核查情况)."""
     text = text or ""
     on = as_date(facts_date) or today()
     parts = detect_parts(text)
     if not needs_basis:
         parts.pop("法律依据", None)
+    if not findings_given:
+        parts["核查情况"] = False
     problems: list[str] = []
     for name, present in parts.items():
         if not present:
-            problems.append(f"缺少{name}")
+            problems.append("尚未填写核查情况：草稿中的核查表述是占位，请补充实际核查结果" if name == "核查情况"
+                            and not findings_given else f"缺少{name}")
 
     rel = relevance(text, complaint_text or "")
     if complaint_text and rel < 0.2:

@@ -104,7 +104,8 @@ def draft_reply(req: DraftRequest, *, settings: Settings, retriever=None, exampl
     try:
         draft.quality = check_draft(draft.text, complaint_text=req.complaint_text, facts_date=on,
                                     known_articles=known, citations=draft.citations,
-                                    needs_basis=req.pollution_type != NOT_ENV)
+                                    needs_basis=req.pollution_type != NOT_ENV,
+                                    findings_given=bool((req.findings or "").strip()))
     except Exception as exc:  # noqa: BLE001
         log.warning("quality check failed: %s", exc)
     return draft

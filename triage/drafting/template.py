@@ -290,6 +290,8 @@ def render_template_reply(req: DraftRequest, *, articles: list[dict], facts_date
         notes.append("该诉求不属于生态环境事项：草稿不引用环境法律，请按承办单位的职责补充办理依据。")
     elif not basis:
         notes.append("未检索到事实发生日有效的相关法条，法律依据部分为概括表述，请补充。")
+    else:  # the gist is our summary of the article: a reader of the draft may take it for the statute's words
+        notes.append("法律依据部分是对所引条文要点的概括，不是法律原文；发出前请对照条文原文核对。")
     actions = _sentence(req.actions or "")
     follow_up = measures[-1] if actions and measures else ""
     ctx = {

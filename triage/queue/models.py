@@ -228,6 +228,7 @@ class ReplyDraft(Base):
     quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     notice: Mapped[str | None] = mapped_column(String(500))
     findings: Mapped[str | None] = mapped_column(Text)
+    actions: Mapped[str | None] = mapped_column(Text)  # the 处理措施 staff gave (a redraft starts from them)
     result: Mapped[str | None] = mapped_column(String(16))
     approved: Mapped[bool] = mapped_column(Boolean, default=False)
 

@@ -170,6 +170,7 @@ class DraftOut(_Out):
     quality: dict[str, Any] | None
     notice: str | None
     findings: str | None
+    actions: str | None = None
     result: str | None
     approved: bool
 
@@ -274,6 +275,7 @@ class QueueItem(BaseModel):
     extension_pending: bool = False
     contact_overdue: bool = False
     unacknowledged: bool = False
+    reply_rejected: bool = False
 
 
 class RelapseItem(BaseModel):
@@ -339,7 +341,8 @@ def queue_item(entry) -> QueueItem:
         unit_name=c.unit_name or (s.unit_name if s else None),
         confidence=s.confidence if s else None, duplicate_of=c.duplicate_of, relapse_of=c.relapse_of,
         triage_error=c.triage_error, extension_pending=c.extension_pending,
-        contact_overdue=entry.contact_overdue, unacknowledged=entry.unacknowledged)
+        contact_overdue=entry.contact_overdue, unacknowledged=entry.unacknowledged,
+        reply_rejected=entry.reply_rejected)
 
 
 def relapse_item(r) -> RelapseItem:

@@ -1138,7 +1138,7 @@ def draft(session: Session, *, complaint_id: int, actor: str, drafter: Drafter, 
                     citations=[x.model_dump(mode="json") for x in out.citations], generator=out.generator,
                     prompt_version=out.prompt_version,
                     quality=out.quality.model_dump(mode="json") if out.quality else None, notice=out.notice,
-                    findings=req.findings, result=result, approved=False)
+                    findings=req.findings, actions=req.actions, result=result, approved=False)
     session.add(rd)
     _flush(session)
     _event(session, c, kind="draft", actor=actor, at=now, from_status=c.status, to_status=c.status,
@@ -1160,10 +1160,52 @@ class QueueEntry:
     # that does not log contacts would otherwise see every case jump the queue a day after dispatch.
     contact_overdue: bool = False
     unacknowledged: bool = False  # 待签收: dispatched, the unit has not signed for it yet
+    reply_rejected: bool = False  # 答复被驳回: the unit's reply was sent back and not yet replaced
 
+
+# A unit suggestion below this is flagged like a doubtful type: a social-insurance question at 99% "not ours"
+# but 54% 派出所 was offered for bulk dispatch (the suggestion's own flag looks at the type only).
+LOW_UNIT_CONFIDENCE = 0.6
 
 PRIORITY_REASONS = {0: "已超期", 1: "临期", 2: "待人工处理（退单、答复待审核、延期申请、低置信度或未能自动分拣）",
                     3: "紧急件", 4: "常规"}
+
+
+def _person_reason(c: Complaint, doubtful: bool, rejected: bool) -> str:
+    """What a person must do about it, rather than the list of every reason a case may need one."""
+    if c.status == Status.received.value:
+        return "未能自动分拣，待人工派单"
+    if c.status == Status.returned.value:
+        return "已退单，待重新派单"
+    if c.status == Status.replied.value:
+        return "答复待审核"
+    if c.extension_pending:
+        return "延期申请待审批"
+    if rejected:
+        return "答复被驳回，待重新办理"
+    if doubtful:
+        return "置信度低，待人工审核"
+    return PRIORITY_REASONS[2]
+
+
+def _rejected_replies(session: Session, ids: list[int]) -> set[int]:
+    """Of these complaints, those whose latest reply was sent back (驳回) and not yet replaced: the unit must see
+    that, or the case reads 常规 in its queue."""
+    if not ids:
+        return set()
+    last: dict[int, str] = {}
+    for cid, kind in session.execute(select(Event.complaint_id, Event.kind).where(
+            Event.complaint_id.in_(ids), Event.kind.in_(("reply", "reject_reply"))).order_by(Event.id)):
+        last[cid] = kind
+    return {cid for cid, kind in last.items() if kind == "reject_reply"}
+
+
+def rejection_of(c: Complaint) -> Event | None:
+    """The 驳回 event a case still stands under (assigned, its latest reply sent back), for the case page."""
+    if c.status != Status.assigned.value:
+        return None
+    last = next((e for e in reversed(c.events) if e.kind in ("reply", "reject_reply")), None)
+    return last if last is not None and last.kind == "reject_reply" else None
 
 
 def _queue_unit(c: Complaint) -> str | None:
@@ -1197,6 +1239,7 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
     if Status.merged.value not in wanted:
         q = q.where(Complaint.merged_into.is_(None))
     rows = session.scalars(q).all()
+    rejected = _rejected_replies(session, [c.id for c in rows if c.status == Status.assigned.value])
     entries: list[QueueEntry] = []
     for c in rows:
         s = c.suggestion
@@ -1207,9 +1250,10 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
         a = c.assignment if c.status == Status.assigned.value else None
         contact_late = a is not None and a.contact_overdue(now)
         soon = open_ and not overdue and sla.is_due_soon(c.deadline, now)
+        doubtful = s is not None and (s.low_confidence or (s.unit_confidence or 0) < LOW_UNIT_CONFIDENCE)
         needs_person = c.status in (Status.received.value, Status.returned.value) or (
-            c.status == Status.triaged.value and s is not None and s.low_confidence) or c.extension_pending or (
-            c.status == Status.replied.value)  # a reply waits for the dispatcher's review
+            c.status == Status.triaged.value and doubtful) or c.extension_pending or (
+            c.status == Status.replied.value) or c.id in rejected  # a reply waits for review, or was sent back
         if overdue:
             p = 0
         elif soon:
@@ -1220,10 +1264,13 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
             p = 3
         else:
             p = 4
-        # Low confidence is the model's doubt: once a dispatcher has set the labels it no longer applies.
-        low = bool(s and s.low_confidence) and c.pollution_type is None
-        entries.append(QueueEntry(c, overdue, soon, low, p, PRIORITY_REASONS[p], contact_overdue=contact_late,
-                                  unacknowledged=a is not None and a.ended_at is None and a.received_at is None))
+        # Low confidence is the model's doubt, about the type or the unit: once a dispatcher has set the labels it
+        # no longer applies.
+        low = doubtful and c.pollution_type is None
+        reason = _person_reason(c, doubtful, c.id in rejected) if p == 2 else PRIORITY_REASONS[p]
+        entries.append(QueueEntry(c, overdue, soon, low, p, reason, contact_overdue=contact_late,
+                                  unacknowledged=a is not None and a.ended_at is None and a.received_at is None,
+                                  reply_rejected=c.id in rejected))
     far = datetime.max.replace(tzinfo=now.tzinfo)
     entries.sort(key=lambda e: (e.priority, e.complaint.deadline or far, e.complaint.received_at, e.complaint.id))
     return entries[:limit]

@@ -279,11 +279,16 @@ def _queue_row(entry: service.QueueEntry, now: datetime, sla: Sla) -> dict[str, 
         "c": c, "pollution_type": pt, "subtype": st, "unit_type": ut, "unit_name": un,
         # The model's confidence belongs to its own labels: none once a dispatcher has decided them.
         "confidence": s.confidence if s and c.pollution_type is None else None, "low": entry.low_confidence,
+        "unit_doubt": s.unit_confidence if s and c.pollution_type is None
+        and (s.unit_confidence or 0) < service.LOW_UNIT_CONFIDENCE else None,
         "overdue": entry.overdue,
         "due_soon": entry.due_soon, "reason": entry.priority_reason, "contact_late": entry.contact_overdue,
+        "rejected": entry.reply_rejected,
         "countdown": present.countdown(c.deadline, now, sla, open_=c.is_open),
-        "bulk": c.status == Status.triaged.value and s is not None and not s.low_confidence
-        and c.merged_into is None,
+        # Bulk accept only where the model is sure of both labels and the case is not a repeat: a duplicate
+        # bulk-dispatched went out as a case of its own instead of being merged.
+        "bulk": c.status == Status.triaged.value and s is not None and not entry.low_confidence
+        and c.merged_into is None and c.duplicate_of is None,
     }
 
 
@@ -366,13 +371,14 @@ def queue_page(status: str = "", unit: str = "", ptype: str = Query("", alias="t
     if overdue:
         entries = [e for e in entries if e.overdue]
     rows = [_queue_row(e, p.now, p.sla) for e in entries[:QUEUE_SHOWN]]
+    may_assign = not staff_unit and _may_role(p.request, "complaints.assign")  # a manager reads the queue only
     query = str(p.request.url.query)
     ctx = {
         "nav": "queue", "title": "待办队列", "rows": rows, "total": len(entries), "shown": len(rows),
         "filters": {"status": status, "unit": unit, "type": ptype, "overdue": bool(overdue)},
         "status_filters": STATUS_FILTERS, "back": "/" + (f"?{query}" if query else ""),
-        "bulk_count": 0 if staff_unit else sum(1 for r in rows if r["bulk"]), "messages": messages,
-        "staff_unit": staff_unit, **_options(p.unit_namer),
+        "bulk_count": sum(1 for r in rows if r["bulk"]) if may_assign else 0, "messages": messages,
+        "staff_unit": staff_unit, "may_assign": may_assign, **_options(p.unit_namer),
     }
     return render(p.request, "queue.html", ctx)
 
@@ -393,8 +399,11 @@ def bulk_accept(ids: list[int] = Form(default=[]), back: str = Form("/"), p: Pag
         if s is None:
             failed.append(("error", f"投诉 #{cid}：尚无分类建议，请打开案件人工派单。"))
             continue
-        if s.low_confidence:
+        if s.low_confidence or (s.unit_confidence or 0) < service.LOW_UNIT_CONFIDENCE:
             failed.append(("error", f"投诉 #{cid}：建议置信度低，不能批量采纳，请打开案件逐件审核。"))
+            continue
+        if c.duplicate_of is not None and c.merged_into is None:
+            failed.append(("error", f"投诉 #{cid}：疑似投诉 #{c.duplicate_of} 的重复件，请打开案件合并或单独派单。"))
             continue
         try:
             service.assign(p.session, complaint_id=cid, actor=p.actor, unit_namer=p.unit_namer, now=p.now,
@@ -449,6 +458,12 @@ def intake_submit(text: str = Form(""), address: str = Form(""), contact: str = 
 
 
 # --------------------------------------------------------------------------------------------- case page
+def _may_role(request: Request, permission: str) -> bool:
+    """Whether the user's role may do this at all (dev mode: yes)."""
+    principal = getattr(request.state, "principal", None)
+    return principal is None or principal.dev or allowed(principal.role, permission)
+
+
 def _may(request: Request, permission: str, c: Complaint) -> bool:
     """Whether the page offers an action: a form the user could only get a 403 for is left out (each route still
     checks). Dev mode (no login) offers everything."""
@@ -510,6 +525,7 @@ def _case_ctx(p: Page, complaint_id: int) -> dict[str, Any]:
         "countdown": present.countdown(c.deadline, p.now, p.sla, open_=c.is_open),
         "contact_late": st == Status.assigned.value and c.assignment is not None
         and c.assignment.contact_overdue(p.now),
+        "rejection": service.rejection_of(c),
         "assignment": c.assignment, "max_extensions": p.sla.policy.max_extensions,
         "today": local_date(p.now).isoformat(), **_options(p.unit_namer),
     }
