@@ -464,3 +464,16 @@ def test_ingest_default_knowledge_and_ensure(kb_store, tmp_path):
     report = reg.ensure_default_knowledge(settings, kb_store, emb)
     assert report is not None and report.chunks >= 40 and kb_store.count(REGULATIONS) == report.chunks
     assert reg.ensure_default_knowledge(settings, kb_store, emb) is None  # not empty any more
+
+
+def test_a_local_regulation_outside_a_local_folder_is_still_local(tmp_path):
+    """Ingested from a folder not named local/, 广州市… was stored as national and cited in every jurisdiction."""
+    from triage.kb.regulations import parse_law_file
+
+    f = tmp_path / "laws_flat" / "广州市建筑施工噪声污染防治规定(2026-09-01).md"
+    f.parent.mkdir()
+    f.write_text("# 广州市建筑施工噪声污染防治规定\n\n第一条 为了防治建筑施工噪声污染，制定本规定。\n", encoding="utf-8")
+    assert parse_law_file(f).level == "local"
+    g = tmp_path / "laws_flat" / "城市市容和环境卫生管理条例.md"
+    g.write_text("# 城市市容和环境卫生管理条例\n\n第一条 为了加强城市市容和环境卫生管理，制定本条例。\n", encoding="utf-8")
+    assert parse_law_file(g).level == "national"

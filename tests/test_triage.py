@@ -58,6 +58,13 @@ def test_routing_rules_follow_the_division_of_duties():
     assert r.local_rule_applies(gd, "gz_baiyun_junhe") and not r.local_rule_applies(gd, "hk_longhua")
     assert r.local_rule_applies({"level": "national", "law": "中华人民共和国生态环境法典"}, "hk_longhua")
     assert not r.local_rule_applies(gd, "no_such_place")
+    # A digest entry citing a city's regulation binds that city only (it was cited in Haikou); a province's
+    # special-zone regulations carry its short name.
+    gz_digest = {"level": "digest", "law": "广州市建筑施工噪声污染防治规定"}
+    assert r.local_rule_applies(gz_digest, "gz_baiyun_junhe") and not r.local_rule_applies(gz_digest, "hk_longhua")
+    assert r.local_rule_applies({"level": "digest", "law": "中华人民共和国生态环境法典"}, "hk_longhua")
+    hainan = {"level": "local", "law": "海南经济特区禁止一次性不可降解塑料制品规定"}
+    assert r.local_rule_applies(hainan, "hk_longhua") and not r.local_rule_applies(hainan, "gz_baiyun_junhe")
     # An order that is not ours: its matter may name another unit's duty; if none, it goes back for re-dispatch.
     for text, unit in [("夫妻投靠落户需要哪些材料", "public_security"), ("有辆车堵住店门口，需要联系车主移车", "traffic_police"),
                        ("网约车司机绕路多收费", "transport"), ("不动产登记窗口的电话", "natural_resources"),

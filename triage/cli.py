@@ -293,6 +293,7 @@ def main() -> None:
     from triage.db import db_error_line
     from triage.kb.store import KnowledgeStoreError
     from triage.migrate import SchemaError
+    from triage.taxonomy import KnowledgeConfigError
 
     try:
         app()
@@ -300,7 +301,7 @@ def main() -> None:
         err.print(f"[red]错误 / error:[/] 知识库（Chroma）不可用，请检查 TRIAGE_CHROMA 或数据目录 / the knowledge "
                   f"store is unavailable: {exc}")
         sys.exit(1)
-    except SchemaError as exc:
+    except (SchemaError, KnowledgeConfigError) as exc:
         err.print(f"[red]错误 / error:[/] {exc}")
         sys.exit(1)
     except OperationalError as exc:

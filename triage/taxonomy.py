@@ -26,7 +26,10 @@ def _parse_keywords(raw: list | None) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in raw or []:
         word, _, weight = str(item).partition(":")
-        out[word.strip()] = float(weight) if weight else 1.0
+        try:
+            out[word.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"keyword {item!r}: the weight after ':' must be a number (e.g. 油烟:2)") from None
     return out
 
 
@@ -92,8 +95,25 @@ class Taxonomy:
         return subs[0].code if subs else ""
 
 
+class KnowledgeConfigError(ValueError):
+    """An office's knowledge file (taxonomy, routing, SLA, calendar) cannot be used; the message names the file and
+    the line or entry. The service refuses to start on one (triage.api.app.check_knowledge)."""
+
+
 def load_taxonomy(path: Path) -> Taxonomy:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """Read taxonomy.yaml; a mistake raises ValueError naming the file and the line (YAML) or the entry."""
+    try:
+        return _build_taxonomy(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" 第 {mark.line + 1} 行 / line {mark.line + 1}" if mark is not None else ""
+        raise KnowledgeConfigError(f"{path}{line}: YAML 格式错误 / not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise KnowledgeConfigError(f"{path}: {what}") from exc
+
+
+def _build_taxonomy(data: dict) -> Taxonomy:
     tax = Taxonomy(version=str(data.get("version", "unversioned")),
                    environmental_signals=_parse_keywords(data.get("environmental_signals")))
     for code, t in data["types"].items():

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -17,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from triage import __version__
 from triage.db import db_error_line, get_engine, session_factory
 from triage.queue.service import DomainError, retry_case_learning, retry_pending_triage
+from triage.queue.sla import SlaConfigError
 from triage.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,25 @@ def configure_logging(level: str = "INFO") -> None:
         pass
 
 
+def check_knowledge(settings: Settings) -> None:
+    """Load the office's knowledge files once before serving: a typo in taxonomy.yaml, routing.yaml, sla.yaml or
+    calendar_overrides.yaml, or a TRIAGE_JURISDICTION they do not define, stops the start with one line naming
+    the file and the line or entry (it used to surface per complaint, as triage errors and 500s)."""
+    from triage.classify.routing import get_routing
+    from triage.queue.sla import get_sla
+    from triage.taxonomy import KnowledgeConfigError, get_taxonomy
+
+    kd = Path(settings.knowledge_dir)
+    tax, rout = kd / "taxonomy.yaml", kd / "routing.yaml"
+    get_taxonomy(tax if tax.exists() else None)
+    routing = get_routing(rout if rout.exists() else None)
+    if settings.jurisdiction not in routing.jurisdictions:
+        raise KnowledgeConfigError(
+            f"TRIAGE_JURISDICTION={settings.jurisdiction} 不在 routing.yaml 中（已有：{', '.join(routing.jurisdictions)}）"
+            f" / not a jurisdiction of routing.yaml")
+    get_sla(settings.knowledge_dir)
+
+
 def create_app(settings: Settings | None = None, *, retry_interval: float | None = 30.0,
                retry_on_startup: bool = True) -> FastAPI:
     """The web app and API. ``retry_interval``: seconds between rounds of the background loop (None/0: only once
@@ -106,10 +127,15 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
     # Schema: SQLite is migrated here (embedded setup); PostgreSQL only checked — `triage db upgrade` migrates it
     # before the workers start (TRIAGE_AUTO_MIGRATE=true to migrate here too). See triage/migrate.py.
     from triage.migrate import SchemaError, ensure_schema
+    from triage.taxonomy import KnowledgeConfigError
 
     auto = settings.auto_migrate if settings.auto_migrate is not None else engine.dialect.name == "sqlite"
     try:
+        check_knowledge(settings)
         ensure_schema(engine, migrate=auto)
+    except KnowledgeConfigError as exc:
+        log.critical("cannot start: %s", exc)
+        raise
     except (SchemaError, OperationalError) as exc:
         # Said once, plainly, before uvicorn's traceback (with --workers it restarts the worker: see
         # docs/operations.md, "Starting").
@@ -157,6 +183,11 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
         if "retry_after" in exc.extra:
             headers = {"Retry-After": str(exc.extra["retry_after"])}
         return error_response(request.url.path, exc.status_code, exc.message, extra=exc.extra, headers=headers)
+
+    @app.exception_handler(SlaConfigError)
+    async def _sla_broken(request: Request, exc: SlaConfigError) -> JSONResponse:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(request.url.path, 503, str(exc))
 
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:

@@ -48,8 +48,15 @@ def get_now() -> datetime:
     return utcnow()
 
 
-def get_sla_dep(settings: Settings = Depends(get_settings_dep)) -> Sla:
-    return get_sla(settings.knowledge_dir)
+def get_sla_dep(settings: Settings = Depends(get_settings_dep)) -> Sla | None:
+    """None when the office's SLA files cannot be read and none was loaded before: intake still stores the
+    complaint; actions that need a deadline answer 503 with the file and line (SlaConfigError)."""
+    from triage.queue.sla import SlaConfigError
+
+    try:
+        return get_sla(settings.knowledge_dir)
+    except SlaConfigError:
+        return None
 
 
 def get_actor(principal=Depends(_get_principal)) -> str:

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from triage.settings import get_settings
-from triage.taxonomy import NON_ROUTING_UNITS, UNIT_TYPES
+from triage.taxonomy import NON_ROUTING_UNITS, UNIT_TYPES, KnowledgeConfigError
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NIGHT_WORDS = re.compile(r"夜间|夜里|晚上|半夜|深夜|凌晨|通宵|连夜|整夜|晚上十|22点|23点|24点|零点")
@@ -99,14 +99,23 @@ class Routing:
     def local_rule_applies(self, meta: dict[str, Any], jurisdiction: str | None = None) -> bool:
         """National law and our digest apply everywhere; a local regulation only where its title's place is one of
         the jurisdiction's regions (广东省大气污染防治条例 binds 广州, not 海口)."""
-        if meta.get("level") != "local":
-            return True
+        level = meta.get("level")
         law = str(meta.get("law") or "").strip("《》")
+        if level == "digest":
+            # A digest entry stands for the article it cites: one citing 广州市… binds where that regulation does.
+            from triage.kb.regulations import looks_local
+
+            if not looks_local(law):
+                return True
+        elif level != "local":
+            return True
         try:
             regions = self.regions(jurisdiction)
         except KeyError:  # an unknown jurisdiction binds no local regulation
             return False
-        return any(law.startswith(region) for region in regions)
+        # 海南省 also binds 海南经济特区… (the province's special-zone regulations carry its short name).
+        names = set(regions) | {r[:-1] for r in regions if r.endswith("省") and len(r) > 2}
+        return any(law.startswith(name) for name in names)
 
     def resolve_unit(self, unit: str, jurisdiction: str | None) -> str:
         if unit.startswith("@"):
@@ -130,21 +139,84 @@ def is_night(text: str, occurred_at: datetime | None) -> bool:
     return bool(NIGHT_WORDS.search(text))
 
 
+RULE_KEYS = {"id", "why", "unit", "type", "subtype", "any_words", "no_words", "night"}
+
+
+def _check_rule(r: dict, codes: tuple[set[str], set[str]] | None) -> None:
+    """A mistake in a rule used to pass silently: a misspelt key (subtypes:) was ignored, so the rule matched far
+    more than meant; an unknown subtype or a night of 'yes please' made it match nothing."""
+    rid = r.get("id", "?")
+    unknown = sorted(set(r) - RULE_KEYS)
+    if unknown:
+        raise ValueError(f"rule {rid}: unknown key {', '.join(unknown)} (allowed: {', '.join(sorted(RULE_KEYS))})")
+    if "unit" not in r:
+        raise ValueError(f"rule {rid}: no unit")
+    if "night" in r and not isinstance(r["night"], bool):
+        raise ValueError(f"rule {rid}: night must be true or false, not {r['night']!r}")
+    if codes is not None:
+        types, subtypes = codes
+        for t in _tuple(r.get("type")):
+            if t not in types:
+                raise ValueError(f"rule {rid}: unknown type {t}")
+        for st in _tuple(r.get("subtype")):
+            if st not in subtypes:
+                raise ValueError(f"rule {rid}: unknown subtype {st}")
+
+
+def _taxonomy_codes(path: Path) -> tuple[set[str], set[str]] | None:
+    """The type and subtype codes of the taxonomy beside routing.yaml (None where there is none to check with)."""
+    from triage.taxonomy import load_taxonomy
+
+    tax_path = path.with_name("taxonomy.yaml")
+    if not tax_path.exists():
+        return None
+    tax = load_taxonomy(tax_path)
+    return set(tax.types), set(tax.subtypes)
+
+
 def load_routing(path: Path) -> Routing:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """Read and check routing.yaml; a mistake raises ValueError naming the file, the line (YAML) or the rule or
+    jurisdiction and key."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return _build_routing(data, _taxonomy_codes(path))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" 第 {mark.line + 1} 行 / line {mark.line + 1}" if mark is not None else ""
+        raise KnowledgeConfigError(f"{path}{line}: YAML 格式错误 / not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    except KnowledgeConfigError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise KnowledgeConfigError(f"{path}: {what}") from exc
+
+
+def _build_routing(data: dict, codes: tuple[set[str], set[str]] | None) -> Routing:
     rules = []
     for r in data["rules"]:
+        _check_rule(r, codes)
         unit = r["unit"]
         if not unit.startswith("@") and unit not in UNIT_TYPES:
             raise ValueError(f"routing rule {r['id']}: unknown unit kind {unit}")
         rules.append(Rule(id=r["id"], why=r.get("why", ""), unit=unit, types=_tuple(r.get("type")),
                           subtypes=_tuple(r.get("subtype")), any_words=_tuple(r.get("any_words")),
                           no_words=_tuple(r.get("no_words")), night=r.get("night")))
+    indirect = {r.unit[1:] for r in rules if r.unit.startswith("@")}
+    if data["default_jurisdiction"] not in data["jurisdictions"]:
+        raise ValueError(f"default_jurisdiction {data['default_jurisdiction']} is not among the jurisdictions")
     for code, j in data["jurisdictions"].items():
         regions = j.get("regions")
         if regions is not None and (not isinstance(regions, list)
                                     or not all(isinstance(r, str) and r.strip() for r in regions)):
             raise ValueError(f"routing jurisdiction {code}: regions must be a list of place names")
+        for kind in j.get("units") or {}:
+            if kind not in UNIT_TYPES:
+                raise ValueError(f"jurisdiction {code}: units: unknown unit kind {kind}")
+        for key in indirect:  # e.g. construction_noise_unit, named by a rule's "@…"
+            if key not in j:
+                raise ValueError(f"jurisdiction {code}: {key} is missing (rules route to @{key})")
+            if j[key] not in UNIT_TYPES:
+                raise ValueError(f"jurisdiction {code}: {key}: unknown unit kind {j[key]}")
     return Routing(version=str(data.get("version", "unversioned")),
                    default_jurisdiction=data["default_jurisdiction"], jurisdictions=data["jurisdictions"],
                    rules=rules, unit_aliases=_aliases(data.get("unit_aliases") or {}),

@@ -435,10 +435,40 @@ def parse_law_file(path: Path | str, *, level: str | None = None) -> LawDocument
     lvl = level or _level_from_path(path)
     if repealed and lvl == "national":
         lvl = "repealed"
+    if lvl == "national" and looks_local(title):
+        # A 广州市… regulation ingested from a folder not named local/ was cited in every jurisdiction.
+        log.warning("%s: 《%s》 is a local regulation by its title: cited only where a region matches", path, title)
+        lvl = "local"
     doc = LawDocument(law=title, articles=articles, effective=effective, repealed=repealed, version=version,
                       level=lvl, path=path, repeals=repeals)
     doc.doc_key = f"{doc.law_id}/{path.name}"
     return doc
+
+
+# Provinces and their kin: a regulation whose title starts with one (or with 某某经济特区) is local. Cities are not
+# listed (城市市容和环境卫生管理条例 is national and starts with 城市); a city's regulation is recognised by the
+# regions the jurisdictions name in routing.yaml.
+PROVINCES = (
+    "北京市", "天津市", "上海市", "重庆市", "河北省", "山西省", "辽宁省", "吉林省", "黑龙江省", "江苏省", "浙江省",
+    "安徽省", "福建省", "江西省", "山东省", "河南省", "湖北省", "湖南省", "广东省", "海南省", "四川省", "贵州省",
+    "云南省", "陕西省", "甘肃省", "青海省", "台湾省", "内蒙古自治区", "广西壮族自治区", "西藏自治区",
+    "宁夏回族自治区", "新疆维吾尔自治区", "香港特别行政区", "澳门特别行政区",
+)
+
+
+def looks_local(title: str) -> bool:
+    t = (title or "").strip("《》 ")
+    if t.startswith(PRC):
+        return False
+    if t.startswith(PROVINCES) or re.match(r"^[\u4e00-\u9fff]{2,4}经济特区", t):
+        return True
+    try:
+        from triage.classify.routing import get_routing
+
+        regions = {r for j in get_routing().jurisdictions.values() for r in (j.get("regions") or [])}
+    except Exception:  # noqa: BLE001 - without routing, only the provinces are known
+        return False
+    return any(t.startswith(r) for r in regions if len(r) >= 2)
 
 
 def _looks_like_part_title(title: str) -> bool:

@@ -201,14 +201,23 @@ def _clean_metadata(meta: dict[str, Any]) -> dict[str, Any]:
 _store: KnowledgeStore | None = None
 
 
+_store_lock = threading.Lock()
+
+
 def get_store(settings: Settings | None = None) -> KnowledgeStore:
+    """The process's store, opened once. Under a lock: two threads opening the embedded Chroma at the same time
+    (the retry loop and a draft, just after start) failed with "'RustBindingsAPI' object has no attribute
+    'bindings'"."""
     global _store
     settings = settings or get_settings()
     if _store is None:
-        try:
-            _store = KnowledgeStore(make_client(settings))
-        except Exception as exc:  # noqa: BLE001
-            raise KnowledgeStoreError(f"cannot open Chroma ({settings.chroma or settings.chroma_path}): {exc}") from exc
+        with _store_lock:
+            if _store is None:
+                try:
+                    _store = KnowledgeStore(make_client(settings))
+                except Exception as exc:  # noqa: BLE001
+                    raise KnowledgeStoreError(f"cannot open Chroma ({settings.chroma or settings.chroma_path}): "
+                                              f"{exc}") from exc
     return _store
 
 

@@ -42,7 +42,7 @@ from triage.queue.models import (
     Suggestion,
     utcnow,
 )
-from triage.queue.sla import TZ, Sla, get_sla, parse_deadline, to_local
+from triage.queue.sla import TZ, Sla, SlaConfigError, get_sla, parse_deadline, to_local
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,13 @@ def intake(session: Session, *, text: str, occurred_at: datetime | None = None, 
     A triager failure is not an error: the complaint stays ``received`` with ``triage_error`` set.
     """
     now = _now(now)
-    sla = sla or get_sla()
+    sla_error = None
+    if sla is None:
+        try:
+            sla = get_sla()
+        except SlaConfigError as exc:  # the office's sla.yaml is broken: store the complaint all the same
+            sla_error = str(exc)
+            log.error("intake without an SLA: %s", exc)
     text_v = _require_text(text, "text", "投诉内容")
     if occurred_at is not None and occurred_at.year < 1970:
         raise InvalidInput("事发时间早于 1970 年，不可能 / occurred_at before 1970 is not plausible")
@@ -330,11 +336,13 @@ def intake(session: Session, *, text: str, occurred_at: datetime | None = None, 
             raise DuplicateExternalId(
                 f"工单号 {ext} 已登记为投诉 #{existing} / external_id already exists", id=existing)
 
-    urgency = sla.policy.urgency_of(text_v)
-    provisional = sla.compute(now, urgency=urgency, occurred_at=occurred, text=text_v)
+    urgency = sla.policy.urgency_of(text_v) if sla is not None else "normal"
+    provisional = sla.compute(now, urgency=urgency, occurred_at=occurred, text=text_v) if sla is not None else None
     c = Complaint(external_id=ext, source=source_v, text=text_v, address=address_v, contact=contact_v,
                   occurred_at=occurred, received_at=now, status=Status.received.value, urgency=urgency,
-                  deadline=provisional.due, deadline_note=provisional.note)
+                  deadline=provisional.due if provisional else None,
+                  deadline_note=provisional.note if provisional else None,
+                  triage_error=f"暂未分拣：{sla_error}" if sla_error else None)
     session.add(c)
     try:
         session.flush()
@@ -350,7 +358,7 @@ def intake(session: Session, *, text: str, occurred_at: datetime | None = None, 
                     f"工单号 {ext} 已登记为投诉 #{existing} / external_id already exists", id=existing) from exc
         raise
 
-    if triager is not None:
+    if triager is not None and sla is not None:  # without an SLA the background retry triages it once fixed
         triage_one(session, complaint_id=c.id, triager=triager, now=now, sla=sla)
     if detect_duplicates:
         try:

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from triage.settings import DEFAULT_KNOWLEDGE_DIR
+from triage.taxonomy import KnowledgeConfigError
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +205,43 @@ class Rule:
 
     def matches(self, *, pollution_type: str | None, subtype: str | None, night: bool) -> bool:
         for key, want in self.when.items():
-            if key == "pollution_type" and pollution_type != want:
+            wanted = set(want) if isinstance(want, list) else {want}  # one code or a list of them
+            if key == "pollution_type" and pollution_type not in wanted:
                 return False
-            if key == "subtype" and subtype != want:
+            if key == "subtype" and subtype not in wanted:
                 return False
             if key == "night" and bool(want) != night:
                 return False
         return True
+
+
+RULE_KEYS = ("pollution_type", "subtype", "night")
+
+
+class SlaConfigError(KnowledgeConfigError):
+    """sla.yaml or calendar_overrides.yaml cannot be used; the message names the file (and line)."""
+
+
+def _config_error(path: Path, exc: Exception) -> SlaConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}" + (f" 第 {mark.line + 1} 行" if mark is not None else "")
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return SlaConfigError(f"办理时限配置有误 / SLA configuration error: {where}: {reason}")
+
+
+def _check_rule(path: Path, r: dict[str, Any]) -> None:
+    """A misspelt condition used to be ignored, so the rule matched every complaint (type: air gave a noise
+    complaint the air rule's 10 days)."""
+    name = r.get("name") or "?"
+    when = r.get("when") or {}
+    if not isinstance(when, dict):
+        raise ValueError(f"{path}: rule {name}: when must be a mapping")
+    unknown = sorted(set(when) - set(RULE_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: rule {name}: unknown condition {', '.join(unknown)} "
+                         f"(allowed: {', '.join(RULE_KEYS)})")
+    if "night" in when and not isinstance(when["night"], bool):
+        raise ValueError(f"{path}: rule {name}: night must be true or false, not {when['night']!r}")
 
 
 @dataclass
@@ -257,6 +288,8 @@ def load_policy(path: Path) -> SlaPolicy:
     for name, spec in urgency.items():
         if "close_working_days" not in spec:
             raise ValueError(f"{path}: urgency.{name}.close_working_days is required")
+    for r in raw.get("rules") or []:
+        _check_rule(path, r)
     rules = [Rule(r["name"], dict(r.get("when") or {}), int(r["close_working_days"]))
              for r in raw.get("rules") or []]
     night = raw.get("night") or {}
@@ -355,11 +388,29 @@ def _mtime(path: Path) -> float:
 
 @lru_cache(maxsize=8)
 def _load_sla(sla_path: str, overrides_path: str, _m1: float, _m2: float) -> Sla:
-    return Sla(load_policy(Path(sla_path)), WorkCalendar(load_calendar_overrides(Path(overrides_path))))
+    try:
+        policy = load_policy(Path(sla_path))
+    except Exception as exc:  # noqa: BLE001 - YAML, a missing key, a bad value: all are the office's file
+        raise _config_error(Path(sla_path), exc) from exc
+    try:
+        overrides = load_calendar_overrides(Path(overrides_path))
+    except Exception as exc:  # noqa: BLE001
+        raise _config_error(Path(overrides_path), exc) from exc
+    return Sla(policy, WorkCalendar(overrides))
+
+
+# The last SLA that loaded, per pair of files: a typo saved into sla.yaml while the service runs must not stop
+# intake (a complaint was refused with a 500 and lost); the error is logged once per bad version of the file.
+_last_good: dict[tuple[str, str], Sla] = {}
+_reported: set[tuple[str, str, float, float]] = set()
 
 
 def get_sla(knowledge_dir: Path | None = None) -> Sla:
     """The SLA from ``knowledge_dir`` (sla.yaml + calendar_overrides.yaml), reloaded when the files change."""
+    if knowledge_dir is None:  # the configured folder (TRIAGE_KNOWLEDGE_DIR): an office's own sla.yaml
+        from triage.settings import get_settings
+
+        knowledge_dir = get_settings().knowledge_dir
     kd = Path(knowledge_dir) if knowledge_dir else _DEFAULT_KNOWLEDGE
     sla_path = kd / "sla.yaml"
     if not sla_path.exists():  # a knowledge dir without an SLA (e.g. a test's) uses the project's
@@ -367,7 +418,20 @@ def get_sla(knowledge_dir: Path | None = None) -> Sla:
     ov = kd / "calendar_overrides.yaml"
     if not ov.exists():
         ov = _DEFAULT_KNOWLEDGE / "calendar_overrides.yaml"
-    return _load_sla(str(sla_path), str(ov), _mtime(sla_path), _mtime(ov))
+    key = (str(sla_path), str(ov))
+    stamp = (*key, _mtime(sla_path), _mtime(ov))
+    try:
+        sla = _load_sla(*stamp)
+    except SlaConfigError as exc:
+        previous = _last_good.get(key)
+        if previous is None:
+            raise
+        if stamp not in _reported:
+            _reported.add(stamp)
+            log.error("%s — still using the version loaded before", exc)
+        return previous
+    _last_good[key] = sla
+    return sla
 
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

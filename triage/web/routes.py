@@ -56,7 +56,7 @@ from triage.metrics import MAX_PERIOD_DAYS, compute_metrics, period_bounds
 from triage.queue import service
 from triage.queue.models import OPEN_STATUSES, Complaint, Status
 from triage.queue.schemas import parse_day
-from triage.queue.sla import Sla, local_date
+from triage.queue.sla import Sla, SlaConfigError, local_date
 from triage.web import charts, present
 from triage.web.demo import DEMO_SOURCE, ensure_demo
 
@@ -190,6 +190,9 @@ class WebRoute(APIRoute):
                 return error_page(request, exc.status_code, present.zh(exc.message))
             except StarletteHTTPException as exc:
                 return error_page(request, exc.status_code, present.zh(str(exc.detail)) or "请求无法完成")
+            except SlaConfigError as exc:
+                log.error("page %s: %s", request.url.path, exc)
+                return error_page(request, 503, present.zh(str(exc)) + "。请管理员修正该文件。")
             except OperationalError as exc:
                 log.error("page %s: database unavailable: %s", request.url.path, db_error_line(exc))
                 return error_page(request, 503, "数据库暂不可用，请稍后重试；如问题持续，请联系系统管理员。")
