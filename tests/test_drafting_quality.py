@@ -210,6 +210,14 @@ def test_prompt_without_version_is_rejected():
         parse_prompt("no front matter")
 
 
+def test_a_single_brace_in_a_prompt_is_named_when_the_file_is_read():
+    """{"落款": "单位"} (braces not doubled) failed only at the LLM call, reported as 大模型服务不可用 (KeyError)."""
+    head = "---\nversion: t-1\nvariables: text\n---\n<!-- role: human -->\n"
+    assert parse_prompt(head + "分类：{text}；格式 {{\"a\": 1}}\n", "p.md").version == "t-1"
+    with pytest.raises(PromptFileError, match=r"p.md: human 段第 2 行.*不是声明的变量"):
+        parse_prompt(head + "分类：{text}\n落款格式：{\"落款\": \"单位\"}\n", "p.md")
+
+
 def test_a_reply_on_a_matter_that_is_not_ours_needs_no_legal_basis():
     reply = ("您好！您反映的小区门口占道经营问题已收悉。经我所工作人员现场核查，情况属实。已督促摊主规范经营，"
              "下一步将加强巡查。感谢您的监督。")

@@ -2,7 +2,10 @@
 
 File format: YAML front matter with at least ``version``; then message blocks introduced by
 ``<!-- role: system -->`` / ``<!-- role: human -->``. Message bodies are f-string templates (literal braces
-doubled). The version is stored with every draft and suggestion so a reply can be traced to its prompt.
+doubled; every placeholder must be one of the front matter's ``variables``, checked when the file is read). The
+version is stored with every draft, so a reply can be traced to its prompt. (prompts/classify.md belongs to the
+LLM classifier member, triage/classify/llm_member.py, which the triage service does not call yet: editing it
+changes no suggestion.)
 """
 
 from __future__ import annotations
@@ -54,7 +57,29 @@ def parse_prompt(text: str, name: str = "<string>") -> PromptFile:
         end = marks[i + 1].start() if i + 1 < len(marks) else len(body)
         content = body[mark.end():end].strip("\n")
         messages.append((mark.group(1), content))
+    _check_placeholders(name, meta, messages)
     return PromptFile(name=name, version=version, meta=meta, messages=tuple(messages))
+
+
+_PLACEHOLDER = re.compile(r"(?<!\{)\{([^{}]*)\}(?!\})")
+
+
+def _check_placeholders(name: str, meta: dict, messages: list[tuple[str, str]]) -> None:
+    """Every {placeholder} must be one of the front matter's ``variables``: a literal brace left single
+    ({"落款": "单位"}) used to fail only when the LLM was called, and read as 大模型服务不可用 (KeyError)."""
+    declared = meta.get("variables")
+    if declared is None:
+        return
+    allowed = {v.strip() for v in (declared.split(",") if isinstance(declared, str) else declared)}
+    for role, content in messages:
+        scrubbed = content.replace("{{", "").replace("}}", "")
+        for m in _PLACEHOLDER.finditer(scrubbed):
+            if m.group(1).strip() not in allowed:
+                line = content[:content.find(m.group(0))].count("\n") + 1 if m.group(0) in content else 0
+                raise PromptFileError(
+                    f"{name}: {role} 段第 {line} 行的 {{{m.group(1)}}} 不是声明的变量（variables: "
+                    f"{', '.join(sorted(allowed))}）；文字里的花括号要写成 {{{{ 和 }}}} / unknown placeholder "
+                    f"{{{m.group(1)}}}: literal braces must be doubled")
 
 
 @lru_cache(maxsize=16)

@@ -92,7 +92,7 @@ def draft_reply(req: DraftRequest, *, settings: Settings, retriever=None, exampl
             llm_notice = f"大模型服务不可用（{exc.reason}），已使用模板生成草稿"
         except PromptFileError as exc:
             log.error("reply prompt unusable: %s", exc)
-            llm_notice = "提示词文件有误，大模型未调用，已使用模板生成草稿"
+            llm_notice = f"提示词文件有误（{str(exc).split(' / ')[0]}），大模型未调用，已使用模板生成草稿"
         except Exception as exc:  # noqa: BLE001 - the promise is: never raise, always a draft
             log.exception("LLM drafting failed unexpectedly")
             llm_notice = f"大模型服务不可用（{type(exc).__name__}），已使用模板生成草稿"
