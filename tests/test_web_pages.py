@@ -289,7 +289,9 @@ def test_errors_are_chinese_pages_and_user_text_is_escaped(app, client):
     assert not_a_number.status_code == 422 and "参数格式不正确：投诉编号" in not_a_number.text
     bad_period = client.get("/dashboard?from=2026-13-01")
     assert bad_period.status_code == 422 and "日期格式应为 YYYY-MM-DD" in bad_period.text
-    assert "开始日期不能晚于结束日期" in client.get("/report?from=2026-11-20&to=2026-11-01").text
+    assert 'data-kpi="received"' in bad_period.text  # the dashboard stays, with the reason (it was replaced)
+    reversed_ = client.get("/report?from=2026-11-20&to=2026-11-01")
+    assert reversed_.status_code == 422 and "开始日期不能晚于结束日期" in reversed_.text and "工作报告" in reversed_.text
 
     cid = intake(client, '<script>alert("x")</script>楼下饭店油烟<b>很大</b>', address="<img src=x onerror=alert(1)>")
     for path in ("/", f"/complaints/{cid}", "/report"):
@@ -616,3 +618,15 @@ def test_the_unit_sees_its_reply_under_review_and_a_rejection_with_its_reason(ap
     assert "答复已被驳回" in page and "请写明核查时间" in page and "答复被驳回</span>" in page
     row = re.search(rf'<tr[^>]*data-id="{cid}".*?</tr>', client.get("/queue").text, re.S).group(0)
     assert "答复被驳回" in row and "常规" not in row
+
+
+def test_after_demo_clear_the_first_page_does_not_say_the_demo_is_loading(tmp_path):
+    from triage.web.demo import cleared_marker, ensure_demo
+
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'q.db'}", demo_data=True)
+    cleared_marker(settings).parent.mkdir(parents=True, exist_ok=True)
+    cleared_marker(settings).write_text("cleared", encoding="utf-8")
+    app = make_app(settings)
+    with TestClient(app) as c:
+        page = c.get("/").text
+    assert "正在载入演示数据" not in page and ensure_demo(app) == "off"

@@ -192,7 +192,8 @@ def ensure_demo(app) -> str:
             return "loading"
         app.state.web_demo = "done"
         return "done"
-    if not app.state.settings.demo_data:
+    if not app.state.settings.demo_data or cleared_marker(app.state.settings).exists():
+        # After `triage demo clear` the first page view showed 正在载入演示数据 (the loader then found the marker).
         app.state.web_demo = "off"
         return "off"
     with app.state.session_factory() as session:

@@ -749,13 +749,25 @@ def _period(date_from: str | None, date_to: str | None, now: datetime, *, weeks:
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(date_from: str | None = Query(None, alias="from"), date_to: str | None = Query(None, alias="to"),
               p: Page = Depends(page)) -> HTMLResponse:
-    start, end = _period(date_from, date_to, p.now, weeks=DASHBOARD_WEEKS)
+    start, end, messages = _period_or_default(date_from, date_to, p.now, weeks=DASHBOARD_WEEKS)
     m = compute_metrics(p.session, start, end, as_of=p.now)
     s_utc, e_utc = period_bounds(start, end)
     relapses = service.list_relapses(p.session, start=s_utc, end=e_utc)
     ctx = {"nav": "dashboard", "title": "统计", "m": m, "start": start.isoformat(), "end": end.isoformat(),
-           "trend": charts.weekly_trend(m["by_week"]), "relapses": relapses}
-    return render(p.request, "dashboard.html", ctx)
+           "trend": charts.weekly_trend(m["by_week"]), "relapses": relapses, "messages": messages}
+    return render(p.request, "dashboard.html", ctx, status_code=422 if messages else 200)
+
+
+def _period_or_default(date_from: str | None, date_to: str | None, now: datetime, *,
+                       weeks: int | None) -> tuple[date, date, list[tuple[str, str]]]:
+    """The asked period, or, where it cannot be used, the default one with the reason: a reversed period used to
+    replace the whole dashboard by an error page, the dates chosen lost."""
+    try:
+        return (*_period(date_from, date_to, now, weeks=weeks), [])
+    except service.DomainError as exc:
+        start, end = _period(None, None, now, weeks=weeks)
+        return start, end, [("error", f"{present.zh(exc.message)}（{date_from or '—'} 至 {date_to or '—'}）；"
+                                      f"下面显示默认区间。")]
 
 
 CSV_COLUMNS = ["分组", "名称", "受理", "派单", "现承办", "办结", "办结率", "按时办结", "按时办结率", "退单", "退单率",
@@ -826,11 +838,11 @@ def report_page(date_from: str | None = Query(None, alias="from"), date_to: str 
                 p: Page = Depends(page)) -> HTMLResponse:
     from triage.report import build_report
 
-    start, end = _period(date_from, date_to, p.now, weeks=None)
+    start, end, messages = _period_or_default(date_from, date_to, p.now, weeks=None)
     text = build_report(p.session, start, end, as_of=p.now)
     ctx = {"nav": "report", "title": "工作报告", "start": start.isoformat(), "end": end.isoformat(),
-           "html": markdown_html(text)}
-    return render(p.request, "report.html", ctx)
+           "html": markdown_html(text), "messages": messages}
+    return render(p.request, "report.html", ctx, status_code=422 if messages else 200)
 
 
 # --------------------------------------------------------------------------------------- knowledge, import
