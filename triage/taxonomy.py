@@ -100,17 +100,32 @@ class KnowledgeConfigError(ValueError):
     the line or entry. The service refuses to start on one (triage.api.app.check_knowledge)."""
 
 
+# What reading an office's YAML file can raise: its syntax, or an entry of the wrong shape.
+CONFIG_ERRORS = (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError)
+
+
+def config_error(path: Path, exc: BaseException, *, cls: type[KnowledgeConfigError] = KnowledgeConfigError,
+                 prefix: str = "") -> KnowledgeConfigError:
+    """The error to raise for a knowledge file: the file, the line where YAML knows it, and what is wrong."""
+    if isinstance(exc, KnowledgeConfigError) and not prefix:
+        return exc
+    mark = getattr(exc, "problem_mark", None)
+    line = f" 第 {mark.line + 1} 行 / line {mark.line + 1}" if mark is not None else ""
+    if isinstance(exc, yaml.YAMLError):
+        what = f"YAML 格式错误 / not valid YAML: {getattr(exc, 'problem', None) or exc}"
+    elif isinstance(exc, KeyError):
+        what = f"missing key {exc}"
+    else:
+        what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return cls(f"{prefix}{path}{line}: {what}")
+
+
 def load_taxonomy(path: Path) -> Taxonomy:
-    """Read taxonomy.yaml; a mistake raises ValueError naming the file and the line (YAML) or the entry."""
+    """Read taxonomy.yaml; a mistake raises KnowledgeConfigError naming the file and the line or the entry."""
     try:
         return _build_taxonomy(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" 第 {mark.line + 1} 行 / line {mark.line + 1}" if mark is not None else ""
-        raise KnowledgeConfigError(f"{path}{line}: YAML 格式错误 / not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise KnowledgeConfigError(f"{path}: {what}") from exc
+    except CONFIG_ERRORS as exc:
+        raise config_error(path, exc) from exc
 
 
 def _build_taxonomy(data: dict) -> Taxonomy:

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from triage.settings import get_settings
-from triage.taxonomy import NON_ROUTING_UNITS, UNIT_TYPES, KnowledgeConfigError
+from triage.taxonomy import CONFIG_ERRORS, NON_ROUTING_UNITS, UNIT_TYPES, config_error
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NIGHT_WORDS = re.compile(r"夜间|夜里|晚上|半夜|深夜|凌晨|通宵|连夜|整夜|晚上十|22点|23点|24点|零点")
@@ -180,15 +180,8 @@ def load_routing(path: Path) -> Routing:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return _build_routing(data, _taxonomy_codes(path))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" 第 {mark.line + 1} 行 / line {mark.line + 1}" if mark is not None else ""
-        raise KnowledgeConfigError(f"{path}{line}: YAML 格式错误 / not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    except KnowledgeConfigError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise KnowledgeConfigError(f"{path}: {what}") from exc
+    except CONFIG_ERRORS as exc:  # a broken taxonomy beside it names its own file
+        raise config_error(path, exc) from exc
 
 
 def _build_routing(data: dict, codes: tuple[set[str], set[str]] | None) -> Routing:

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from triage.settings import DEFAULT_KNOWLEDGE_DIR
-from triage.taxonomy import KnowledgeConfigError
+from triage.taxonomy import KnowledgeConfigError, config_error
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +223,7 @@ class SlaConfigError(KnowledgeConfigError):
 
 
 def _config_error(path: Path, exc: Exception) -> SlaConfigError:
-    mark = getattr(exc, "problem_mark", None)
-    where = f"{path}" + (f" 第 {mark.line + 1} 行" if mark is not None else "")
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return SlaConfigError(f"办理时限配置有误 / SLA configuration error: {where}: {reason}")
+    return config_error(path, exc, cls=SlaConfigError, prefix="办理时限配置有误 / SLA configuration error: ")
 
 
 def _check_rule(path: Path, r: dict[str, Any]) -> None:
