@@ -477,3 +477,18 @@ def test_a_local_regulation_outside_a_local_folder_is_still_local(tmp_path):
     g = tmp_path / "laws_flat" / "城市市容和环境卫生管理条例.md"
     g.write_text("# 城市市容和环境卫生管理条例\n\n第一条 为了加强城市市容和环境卫生管理，制定本条例。\n", encoding="utf-8")
     assert parse_law_file(g).level == "national"
+
+
+def test_a_digest_mistake_names_the_file_and_the_entry(tmp_path):
+    """A bad 施行 date said only "not an ISO date"; front matter that is not YAML was read as a statute and
+    skipped with exit 0."""
+    from triage.kb.regulations import RegulationParseError, collect_law_files, parse_digest, parse_files
+
+    entry = "## 夜间施工\n- 依据：中华人民共和国生态环境法典 第五百七十二条\n- 施行：2026-13-01\n\n夜间不得施工。\n"
+    with pytest.raises(RegulationParseError, match=r"tianhe: entry '夜间施工': 施行"):
+        parse_digest("---\nkind: digest\ntopic: 天河\n---\n" + entry, name="tianhe")
+    bad = tmp_path / "tianhe.md"
+    bad.write_text("---\nkind: digest\ntopic: [天河区夜间施工\n---\n" + entry.replace("2026-13-01", "2026-10-01"),
+                   encoding="utf-8")
+    with pytest.raises(RegulationParseError, match="tianhe.md.*front matter"):
+        parse_files(collect_law_files([bad]))

@@ -345,6 +345,10 @@ def test_dashboard_default_period_tables_and_relapses(app, client, clock):
     rel = html.split('id="relapses"', 1)[1]
     assert f'href="/complaints/{b}">#{b}</a>' in rel and f'href="/complaints/{a}">#{a}</a>' in rel and "10 天" in rel
     assert "反弹" in client.get("/").text
+    assert "其后已重办" not in client.get(f"/complaints/{b}").text
+    post(client, f"/complaints/{a}/reopen", {"reason": "下水道仍在冒污水"})
+    page = client.get(f"/complaints/{b}").text  # it read as if #a were still closed
+    assert "其后已重办，目前办理中" in page and "可考虑与之合并" in page
 
 
 def test_report_page_renders_the_work_report_as_html(app, client):

@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
         raise
     except (SchemaError, OperationalError) as exc:
         # Said once, plainly, before uvicorn's traceback (with --workers it restarts the worker: see
-        # docs/operations.md, "Starting").
+        # docs/operations.md, §5 Running it).
         why = str(exc).strip() if isinstance(exc, SchemaError) else (
             f"无法连接数据库 / cannot reach the database: {db_error_line(exc)}")
         log.critical("cannot start: %s", why)

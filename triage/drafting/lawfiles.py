@@ -22,6 +22,7 @@ from triage.kb.regulations import (
     collect_law_files,
     is_digest_text,
     law_dates,
+    RegulationParseError,
     law_key,
     parse_law_file,
 )
@@ -62,7 +63,10 @@ def parse_law_path(path: Path) -> list[ArticleRecord]:
     records: list[ArticleRecord] = []
     seen: set[tuple[str, int]] = set()
     for f, level in collect_law_files([path]):
-        if is_digest_text(f.read_text(encoding="utf-8-sig", errors="replace")[:400]):
+        try:
+            if is_digest_text(f.read_text(encoding="utf-8-sig", errors="replace")[:400]):
+                continue
+        except RegulationParseError:  # a digest with broken front matter: `kb ingest` reports it; not a statute
             continue
         doc = parse_law_file(f, level=level)
         window = law_dates(doc.law)

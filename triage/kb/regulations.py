@@ -494,8 +494,21 @@ def front_matter(text: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def is_digest_text(text: str) -> bool:
-    return str(front_matter(text).get("kind", "")).strip().lower() == DIGEST
+def is_digest_text(text: str, name: str = "") -> bool:
+    """Front matter says kind: digest. Front matter that names a digest but is not valid YAML is an error (it was
+    read as a statute, found no article and was skipped with exit 0)."""
+    if str(front_matter(text).get("kind", "")).strip().lower() == DIGEST:
+        return True
+    m = _FRONT_MATTER.match(text)
+    if m and re.search(r"^kind:\s*digest\s*$", m.group(1), re.M):
+        try:
+            yaml.safe_load(m.group(1))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" 第 {mark.line + 2} 行" if mark is not None else ""
+            raise RegulationParseError(f"{name}{where}: 摘要文件的开头（front matter）不是合法的 YAML / the digest's "
+                                       f"front matter is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    return False
 
 
 def parse_citation(text: str) -> tuple[str, str, int, int]:
@@ -546,10 +559,14 @@ def parse_digest(text: str, *, name: str = "digest") -> list[DigestEntry]:
         text_body = "\n".join(p for p in "\n".join(lines).split("\n") if p.strip()).strip()
         if not text_body:
             raise RegulationParseError(f"{name}: entry {heading.strip()!r} is empty")
+        try:
+            stated = _as_date(fields.get("施行"))
+        except RegulationParseError as exc:
+            raise RegulationParseError(f"{name}: entry {heading.strip()!r}: 施行 {exc}") from exc
         entries.append(DigestEntry(
             law=law, article=article, article_no=no, sub=sub, title=heading.strip(), text=text_body, topic=topic,
             old=old, related=related, subtypes=fields.get("适用", "").replace(" ", ""),
-            effective=_as_date(fields.get("施行")) or KNOWN_EFFECTIVE.get(law) or default_effective))
+            effective=stated or KNOWN_EFFECTIVE.get(law) or default_effective))
     return entries
 
 
@@ -756,7 +773,7 @@ def parse_files(files: list[tuple[Path, str]]) -> list[ParsedFile]:
     out: list[ParsedFile] = []
     for f, level in files:
         text = _read_text(f)
-        if is_digest_text(text):
+        if is_digest_text(text, str(f)):
             entries = parse_digest(text, name=f.stem)
             chunks = digest_chunks(entries, file_key=f.stem)
             out.append(ParsedFile(f, DIGEST, chunks, len(entries), "（摘要）" + f.stem, f"digest:{f.stem}"))
