@@ -1175,6 +1175,15 @@ class QueueEntry:
 # but 54% 派出所 was offered for bulk dispatch (the suggestion's own flag looks at the type only).
 LOW_UNIT_CONFIDENCE = 0.6
 
+
+def unit_doubtful(s: Suggestion | None) -> bool:
+    return s is not None and (s.unit_confidence or 0) < LOW_UNIT_CONFIDENCE
+
+
+def suggestion_doubtful(s: Suggestion | None) -> bool:
+    """The model is unsure of the type or of the unit: a person reviews it, and it is not bulk-dispatched."""
+    return s is not None and (s.low_confidence or unit_doubtful(s))
+
 PRIORITY_REASONS = {0: "已超期", 1: "临期", 2: "待人工处理（退单、答复待审核、延期申请、低置信度或未能自动分拣）",
                     3: "紧急件", 4: "常规"}
 
@@ -1258,7 +1267,7 @@ def list_queue(session: Session, *, status: str | list[str] | None = None, unit_
         a = c.assignment if c.status == Status.assigned.value else None
         contact_late = a is not None and a.contact_overdue(now)
         soon = open_ and not overdue and sla.is_due_soon(c.deadline, now)
-        doubtful = s is not None and (s.low_confidence or (s.unit_confidence or 0) < LOW_UNIT_CONFIDENCE)
+        doubtful = suggestion_doubtful(s)
         needs_person = c.status in (Status.received.value, Status.returned.value) or (
             c.status == Status.triaged.value and doubtful) or c.extension_pending or (
             c.status == Status.replied.value) or c.id in rejected  # a reply waits for review, or was sent back

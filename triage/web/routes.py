@@ -282,8 +282,7 @@ def _queue_row(entry: service.QueueEntry, now: datetime, sla: Sla) -> dict[str, 
         "c": c, "pollution_type": pt, "subtype": st, "unit_type": ut, "unit_name": un,
         # The model's confidence belongs to its own labels: none once a dispatcher has decided them.
         "confidence": s.confidence if s and c.pollution_type is None else None, "low": entry.low_confidence,
-        "unit_doubt": s.unit_confidence if s and c.pollution_type is None
-        and (s.unit_confidence or 0) < service.LOW_UNIT_CONFIDENCE else None,
+        "unit_doubt": s.unit_confidence if c.pollution_type is None and service.unit_doubtful(s) else None,
         "overdue": entry.overdue,
         "due_soon": entry.due_soon, "reason": entry.priority_reason, "contact_late": entry.contact_overdue,
         "rejected": entry.reply_rejected,
@@ -402,7 +401,7 @@ def bulk_accept(ids: list[int] = Form(default=[]), back: str = Form("/"), p: Pag
         if s is None:
             failed.append(("error", f"投诉 #{cid}：尚无分类建议，请打开案件人工派单。"))
             continue
-        if s.low_confidence or (s.unit_confidence or 0) < service.LOW_UNIT_CONFIDENCE:
+        if service.suggestion_doubtful(s):
             failed.append(("error", f"投诉 #{cid}：建议置信度低，不能批量采纳，请打开案件逐件审核。"))
             continue
         if c.duplicate_of is not None and c.merged_into is None:
