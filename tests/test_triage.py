@@ -450,3 +450,109 @@ def test_cases_with_a_unit_but_no_type_still_teach_routing(tmp_path, embedder):
     # Without that history the rule decides.
     bare = Triager(store=_store(tmp_path / "empty"), embedder=embedder, settings=Settings(data_dir=tmp_path))
     assert bare.suggest("长堤路旁边的工地晚上十一点后还在打桩施工，噪音很大").unit_type != "housing_construction"
+
+
+# ------------------------------------------------------------------------------------------ the LLM member
+
+MIXED = "工厂排放的气体有异味，还有机器轰鸣声"  # without the LLM the ensemble reads industrial noise
+
+
+def _llm_settings(tmp_path, server, **kw) -> Settings:
+    return Settings(data_dir=tmp_path, llm_base_url=server.base_url, llm_model="fake-qwen", llm_classify=True,
+                    llm_classify_timeout=kw.pop("timeout", 3.0), **kw)
+
+
+def _answer(**kw) -> dict:
+    return {"pollution_type": "air", "subtype": "air.industrial", "unit_type": "market_regulation",
+            "confidence": 0.9, "evidence": "排放的气体有异味", **kw}
+
+
+def test_the_llm_member_votes_only_where_the_office_asks_for_it(tmp_path, embedder):
+    from fake_llm_server import FakeLLMServer
+
+    store = _store(tmp_path)
+    with FakeLLMServer("structured", structured=_answer()) as srv:
+        off = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path, llm_base_url=srv.base_url,
+                                                                         llm_model="fake-qwen"))
+        assert off.llm is None  # an endpoint configured for drafting does not classify by itself
+        plain = off.suggest(MIXED)
+        assert plain.pollution_type == "noise" and "llm" not in plain.versions and not srv.requests
+
+        on = Triager(store=store, embedder=embedder, settings=_llm_settings(tmp_path, srv))
+        s = on.suggest(MIXED)
+        assert len(srv.requests) == 1
+    assert (s.pollution_type, s.subtype) == ("air", "air.industrial")
+    assert s.versions["llm"].startswith("fake-qwen/classify-") and s.versions["model"].endswith("+llm")
+    # Its unit is listed among the alternatives, not imposed: routing is the law's and the office's practice.
+    assert s.unit_type != "market_regulation"
+    assert "market_regulation" in [a.unit_type for a in s.unit_alternatives]
+    # Asked not to use it, the same triager answers as the ensemble alone.
+    assert on.suggest(MIXED, use_llm=False).pollution_type == "noise"
+
+
+@pytest.mark.parametrize("mode, structured, why", [
+    ("error500", None, "unavailable"),
+    ("slow", _answer(), "unavailable"),
+    ("structured", _answer(subtype="noise.karaoke"), "rejected"),
+])
+def test_a_failing_llm_leaves_the_ensemble_to_decide(tmp_path, embedder, mode, structured, why):
+    import time
+
+    from fake_llm_server import FakeLLMServer
+    from triage.drafting.llm import MARGIN_S
+
+    store = _store(tmp_path)
+    with FakeLLMServer(mode, structured=structured, delay=3.0) as srv:
+        triager = Triager(store=store, embedder=embedder, settings=_llm_settings(tmp_path, srv, timeout=0.8))
+        t0 = time.monotonic()
+        s = triager.suggest(MIXED)
+        assert time.monotonic() - t0 < 0.8 + MARGIN_S + 1.0  # one try, bounded: it sits on the intake path
+    assert s.pollution_type == "noise"  # as without it
+    assert s.versions["llm"].startswith(f"未参与：{why}"), s.versions["llm"]
+
+
+def test_asking_for_the_llm_member_without_an_endpoint_runs_without_it(tmp_path, embedder, caplog):
+    triager = Triager(store=_store(tmp_path), embedder=embedder, settings=Settings(data_dir=tmp_path,
+                                                                                   llm_classify=True))
+    assert triager.llm is None
+    assert "TRIAGE_LLM_CLASSIFY is set but no LLM endpoint" in caplog.text
+    assert "llm" not in triager.suggest(MIXED).versions
+
+
+@pytest.mark.skipif(not HAIKOU.exists(), reason="../shared/data is absent")
+def test_eval_scores_the_system_with_and_without_the_llm(tmp_path, monkeypatch):
+    """An LLM that answers every row correctly must lift the system's figures above the same run without it, and
+    be asked once per row."""
+    from fake_llm_server import FakeLLMServer
+    from triage.settings import get_settings
+
+    _eval_split(tmp_path)
+    with (tmp_path / "test.csv").open(encoding="utf-8") as f:
+        gold = list(csv.DictReader(f))
+    tax = get_taxonomy()
+
+    def oracle(request: dict) -> dict:
+        asked = request["messages"][-1]["content"]
+        row = next(r for r in gold if r["text"].strip()[:40] in asked)
+        ptype = row["pollution_type"]
+        subtype = row["subtype"] if row["subtype"] in tax.subtypes else tax.default_subtype(ptype)
+        unit = row["unit_type"] if row["unit_type"] in UNIT_TYPES else "other"
+        return {"pollution_type": ptype, "subtype": "not_environmental" if ptype == "not_environmental" else subtype,
+                "unit_type": unit, "confidence": 0.9, "evidence": ""}
+
+    with FakeLLMServer("structured", structured=oracle) as srv:
+        for key, value in {"TRIAGE_LLM_CLASSIFY": "true", "TRIAGE_LLM_BASE_URL": srv.base_url,
+                           "TRIAGE_LLM_MODEL": "fake-qwen", "TRIAGE_LLM_CLASSIFY_TIMEOUT": "10"}.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        try:
+            out = _check_eval(tmp_path, "--no-tune")
+        finally:
+            monkeypatch.undo()
+            get_settings.cache_clear()
+        assert len(srv.requests) == 40
+    with_llm, without = out["system"], out["system_without_llm"]
+    assert out["llm_unanswered"] == 0
+    assert without["type_accuracy"] < 1.0, "the split no longer has an error for the LLM to fix"
+    assert with_llm["type_accuracy"] > without["type_accuracy"]
+    assert with_llm["unit_top3_accuracy"] >= without["unit_top3_accuracy"]

@@ -225,14 +225,17 @@ def eval_command(
         _fail(str(exc), 2)
     if not as_json:
         table = Table(title=f"triage eval — {result['n_test']} test rows")
+        sides = ["system"] + (["system_without_llm"] if "system_without_llm" in result else []) + ["baseline"]
         table.add_column("metric")
-        table.add_column("system", justify="right")
-        table.add_column("baseline", justify="right")
-        for key, value in result["system"].items():
-            b = result["baseline"].get(key)
-            fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-            table.add_row(key, fmt(value), fmt(b))
+        for side in sides:
+            table.add_column(side, justify="right")
+        fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+        for key in result["system"]:
+            table.add_row(key, *(fmt(result[side].get(key)) for side in sides))
         console.print(table)
+        if result.get("llm_unanswered"):
+            err.print(f"大模型未作答 {result['llm_unanswered']} 行 / the LLM member did not answer "
+                      f"{result['llm_unanswered']} rows")
     print(json.dumps(result, ensure_ascii=False))
 
 

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_timeout: float = 30.0
     llm_max_retries: int = 1
+    # The LLM as a member of the triage ensemble (triage/classify/llm_member.py): one call per complaint, on the
+    # intake path, so it is off unless asked for and gets its own, shorter time limit and no retry; a miss only
+    # means the other members decide. `triage eval` then scores the system with and without it.
+    llm_classify: bool = False
+    llm_classify_timeout: float = Field(default=8.0, gt=0, description="seconds one classification call may take")
     demo_data: bool = True
     # Production path (docs/operations.md): "dev" = no login, the actor comes from the X-Actor header and every
     # role is allowed (the embedded single-laptop setup); "token" = every /api route but /api/health and

@@ -155,8 +155,18 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
         t0 = time.perf_counter()
         vecs = embedder.embed_queries([complaint_for_embedding(t) for t in texts])
         sys_types, sys_subs, sys_units, sys_top3, conf = [], [], [], [], []
+        # With the LLM member on, the same answers are scored without it too, so the table shows whether it earns
+        # its place on this office's complaints (WEIGHTS["llm"] and LLM_SHARE are priors, not measurements).
+        plain: list = [] if triager.llm is not None else None
+        llm_failures = 0
         for i, (text, vec) in enumerate(zip(texts, vecs)):
-            s = triager.suggest(text, vector=vec)
+            opinion = triager.llm.classify(text) if triager.llm is not None else None
+            s = triager.suggest(text, vector=vec, llm_opinion=opinion)
+            if plain is not None:
+                llm_failures += opinion is None
+                t_plain = time.perf_counter()
+                plain.append(triager.suggest(text, vector=vec, use_llm=False, with_regulations=False))
+                t0 += time.perf_counter() - t_plain  # the system's time per complaint is its own
             sys_types.append(s.pollution_type)
             sys_subs.append(s.subtype)
             sys_units.append(s.unit_type)
@@ -178,6 +188,14 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
         "system": score(rows, sys_types, sys_subs, sys_units, sys_top3, per, conf),
         "baseline": score(rows, b_types, None, b_units, b_top3, b_per),
     }
+    if plain is not None:
+        result["system_without_llm"] = score(
+            rows, [s.pollution_type for s in plain], [s.subtype for s in plain], [s.unit_type for s in plain],
+            [[s.unit_type] + [a.unit_type for a in s.unit_alternatives][:2] for s in plain], None,
+            [s.confidence for s in plain])
+        result["llm_unanswered"] = llm_failures  # rows the LLM did not answer (time, error, unknown code)
+        if llm_failures:
+            log.warning("the LLM member did not answer %d of %d rows", llm_failures, len(rows))
     if predictions:
         with open(predictions, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)

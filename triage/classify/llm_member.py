@@ -5,8 +5,8 @@
 model is built from the allowed codes, so the JSON schema sent to the server lists them as enums (servers
 with guided decoding cannot produce anything else) and the answer is validated against them again here. An
 unknown or inconsistent code is rejected — ``classify`` returns None, ``classify_or_raise`` raises
-``UnknownCodeError`` — and never reaches the database. Time is bounded like the drafting chain's:
-timeout × (retries + 1) plus a small margin.
+``UnknownCodeError`` — and never reaches the database. The call sits on the intake path, so it gets one try
+within ``llm_classify_timeout`` (plus a small margin) and no retry: a miss only means the other members decide.
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ class LLMClassifier:
         }
         self.stats = CallStats()
         try:
-            out = bounded_call(lambda: chain.invoke(inputs), timeout=self.settings.llm_timeout,
-                               max_retries=self.settings.llm_max_retries, stats=self.stats)
+            out = bounded_call(lambda: chain.invoke(inputs), timeout=self.settings.llm_classify_timeout,
+                               max_retries=0, stats=self.stats)
         except LLMUnavailable as exc:
             cause = exc.__cause__
             if isinstance(cause, ValidationError) and (unknown := _unknown_from_validation(cause)):

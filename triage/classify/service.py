@@ -2,7 +2,8 @@
 
 The ensemble pools the members' log-probabilities. History members (neighbours, linear) are trusted in
 proportion to how close the nearest past case is: a complaint written unlike anything in the office's history
-(a new office, another style) leans on the taxonomy's keywords and prototypes instead.
+(a new office, another style) leans on the taxonomy's keywords and prototypes instead. Where the office asks for it
+(TRIAGE_LLM_CLASSIFY with an LLM endpoint), the LLM's reading of the complaint is one more member.
 """
 
 from __future__ import annotations
@@ -42,7 +43,15 @@ ALTERNATIVES = 3  # listed beside each suggestion; `triage eval` scores the top-
 # other members outvote. With TRUST_NONE 0.90, weight 2 / 2.5 / 3: pool 0.948 / 0.950 / 0.950, message-board
 # posts 0.818 / 0.814 / 0.805.
 WEIGHTS = {"linear": 1.0, "neighbours": 1.0, "keywords": 1.0, "prototypes": 1.0,
-           "regulations": 1.0, "tuned": 2.5}
+           "regulations": 1.0, "tuned": 2.5, "llm": 1.0}
+# The LLM member answers with one label, not a distribution; it votes as a member right this share of the time,
+# the rest spread evenly. Its own "confidence" is not used: models state one, they are not calibrated by it. Both
+# numbers are a prior, not a measurement: no LLM can be reached where this was built, so an office turning the
+# member on should run `triage eval` with it (the table shows the system with and without the LLM).
+LLM_SHARE = 0.8
+# Its unit counts only among the alternatives listed (routing is the office's practice and the law, which the
+# LLM does not know), with this share of the listing's weight.
+LLM_UNIT_SHARE = 0.25
 # No member may veto a label on its own: a word list misses vocabulary, and an office's history may hold one
 # radiation case in a thousand, so "no neighbour says radiation" is weak evidence (unfloored, ~9 nats against).
 # Each of these members' distributions keeps this share spread evenly over the labels before pooling. Measured
@@ -87,6 +96,15 @@ def history_trust(max_similarity: float | None) -> float:
     return float(np.clip(t, MIN_TRUST, 1.0))
 
 
+def _one_label_vote(labels: list[str], code: str, share: float) -> np.ndarray | None:
+    """A distribution for a member that names one label: ``share`` on it, the rest spread evenly."""
+    if code not in labels or len(labels) < 2:
+        return None
+    p = np.full(len(labels), (1 - share) / (len(labels) - 1))
+    p[labels.index(code)] = share
+    return p
+
+
 def _floored(p: np.ndarray, member: str) -> np.ndarray:
     share = FLOOR.get(member, 0.0)
     return (1 - share) * p + share / len(p)
@@ -127,9 +145,10 @@ class _Pooled:
 class Triager:
     def __init__(self, *, store: KnowledgeStore, embedder, settings: Settings | None = None,
                  taxonomy: Taxonomy | None = None, routing: Routing | None = None,
-                 jurisdiction: str | None = None, tuned_encoder: Any = "auto"):
+                 jurisdiction: str | None = None, tuned_encoder: Any = "auto", llm: Any = "auto"):
         """tuned_encoder: the office's tuned encoder (`tuning.py`); "auto" loads the one under the data directory
-        (and a newer one at each retraining), None runs without it."""
+        (and a newer one at each retraining), None runs without it. llm: the LLM member (`llm_member.py`);
+        "auto" builds it where the settings ask for it (TRIAGE_LLM_CLASSIFY and an endpoint), None runs without."""
         self.settings = settings or get_settings()
         self.store, self.embedder = store, embedder
         self.tax = taxonomy or get_taxonomy()
@@ -148,6 +167,7 @@ class Triager:
         self.tuned: TunedMember | None = None
         self.unit_names = UnitNames(self.routing.unit_aliases)
         self.named_units = NamedUnitMember(self.unit_names, self.labels.units)
+        self.llm = _llm_member(self.settings) if isinstance(llm, str) and llm == "auto" else llm
         self.temperature = 1.0
         self.kind_units: dict[str, Counter] = {}
         self.n_cases = 0  # labelled past cases (with a pollution type)
@@ -280,7 +300,8 @@ class Triager:
     def versions(self) -> dict[str, str]:
         tuned = f"+tuned-{self._tuned_id}" if self.tuned is not None and self.tuned.models else ""
         untyped = f"+{self.n_untyped}untyped" if self.n_untyped else ""
-        return {"model": f"ensemble-1+{self.embedder.model_id}{tuned}", "taxonomy": self.tax.version,
+        llm = "+llm" if self.llm is not None else ""
+        return {"model": f"ensemble-1+{self.embedder.model_id}{tuned}{llm}", "taxonomy": self.tax.version,
                 "routing": self.routing.version, "knowledge": f"cases={self.n_cases}{untyped}",
                 "jurisdiction": self.jurisdiction}
 
@@ -294,7 +315,8 @@ class Triager:
 
     # ---------------------------------------------------------------- inference
     def _pool(self, text: str, qvec: np.ndarray, hits: list[dict], lin: dict[str, np.ndarray],
-              reg_hits: list[dict], tun: dict[str, np.ndarray] | None = None) -> tuple[_Pooled, float]:
+              reg_hits: list[dict], tun: dict[str, np.ndarray] | None = None,
+              llm: dict | None = None) -> tuple[_Pooled, float]:
         trust = history_trust(max((h["similarity"] for h in hits), default=None))
         kw_t, kw_s = (_floored(p, "keywords") for p in self.keywords.predict(text))
         pr_t, pr_s = self.prototypes.predict_vec(qvec)
@@ -320,6 +342,13 @@ class Triager:
             lt += w_tuned * np.log(_abstain_on(tun["type"], self.scarce_types))
         if "subtype" in tun:
             ls += w_tuned * np.log(tun["subtype"])
+        if llm is not None:  # it reads the complaint itself: no history, so no trust scaling
+            vt = _one_label_vote(self.labels.types, llm["pollution_type"], LLM_SHARE)
+            vs = _one_label_vote(self.labels.subtypes, llm.get("subtype") or "", LLM_SHARE)
+            if vt is not None:
+                lt += WEIGHTS["llm"] * np.log(vt)
+            if vs is not None:
+                ls += WEIGHTS["llm"] * np.log(vs)
         soft = lambda v: np.exp((v - v.max()) / self.temperature) / np.exp((v - v.max()) / self.temperature).sum()  # noqa: E731
         return _Pooled(soft(lt), soft(ls)), trust
 
@@ -410,7 +439,10 @@ class Triager:
         return unit, p, why, support
 
     def suggest(self, text: str, *, occurred_at: datetime | None = None, address: str | None = None,
-                vector: np.ndarray | None = None, with_regulations: bool = True) -> Suggestion:
+                vector: np.ndarray | None = None, with_regulations: bool = True, use_llm: bool = True,
+                llm_opinion: dict | None = None) -> Suggestion:
+        """use_llm=False leaves the LLM member out; llm_opinion: its answer when already asked (`triage eval`
+        scores the system with and without it from one call)."""
         if not text or not text.strip():
             raise ValueError("text must not be empty")
         full = f"{text}（地址：{address}）" if address and address not in text else text
@@ -421,7 +453,13 @@ class Triager:
         reg_hits = [dict(h.metadata, similarity=h.similarity)
                     for h in self.store.query(REGULATIONS, qvec, k=K_DIGEST, where={"source": "digest"})]
         tun = self.tuned.predict(full) if self.tuned is not None else {}
-        pooled, trust = self._pool(full, qvec, hits, lin, reg_hits, tun)
+        versions = self.versions
+        opinion = None
+        if use_llm and self.llm is not None:
+            opinion = llm_opinion if llm_opinion is not None else self.llm.classify(full)
+            versions["llm"] = (f"{opinion['model']}/{opinion['prompt_version']}" if opinion is not None
+                               else f"未参与：{self.llm.last_error or 'no answer'}")[:200]
+        pooled, trust = self._pool(full, qvec, hits, lin, reg_hits, tun, opinion)
         types, subs = self.labels.types, self.labels.subtypes
         t_idx = int(pooled.types.argmax())
         ptype = types[t_idx]
@@ -439,6 +477,9 @@ class Triager:
                         for i in order[1:4]]
         if support is None:  # no history: the units the rules give the other likely kinds of complaint
             support = self._rule_support(full, pooled, occurred_at)
+        if opinion is not None and opinion["unit_type"] in ROUTING_UNITS:
+            support = (1 - LLM_UNIT_SHARE) * support + LLM_UNIT_SHARE * _one_label_vote(
+                self.labels.units, opinion["unit_type"], 1.0)
         unit_alts = self._unit_alternatives(unit, unit_p, support)
         # A complaint that is not ours gets no environmental articles: they would only mislead the dispatcher.
         regulations = (self._regulations(qvec, occurred_at, ptype, subtype)
@@ -454,7 +495,7 @@ class Triager:
                                        subtype=h.get("subtype") or None, unit_type=h.get("unit_type") or None,
                                        unit_raw=h.get("unit_raw") or None, reply=(h.get("reply") or None),
                                        similarity=round(h["similarity"], 4)) for h in hits[:5]],
-            regulations=regulations, versions=self.versions,
+            regulations=regulations, versions=versions,
         )
 
     def _unit_alternatives(self, unit: str, unit_p: np.ndarray, support: np.ndarray) -> list[Alternative]:
@@ -561,6 +602,20 @@ class Triager:
             if len(out) >= K_REGULATIONS // 2 + 1:
                 break
         return out
+
+
+def _llm_member(settings: Settings):
+    """The LLM member where the office asks for it and an endpoint is configured; None otherwise."""
+    if not settings.llm_classify:
+        return None
+    from triage.classify.llm_member import LLMClassifier
+
+    member = LLMClassifier(settings)
+    if not member.enabled:
+        log.warning("TRIAGE_LLM_CLASSIFY is set but no LLM endpoint is (TRIAGE_LLM_BASE_URL, TRIAGE_LLM_MODEL): "
+                    "triaging without the LLM member")
+        return None
+    return member
 
 
 _triager: Triager | None = None

@@ -4,8 +4,8 @@ File format: YAML front matter with at least ``version``; then message blocks in
 ``<!-- role: system -->`` / ``<!-- role: human -->``. Message bodies are f-string templates (literal braces
 doubled; every placeholder must be one of the front matter's ``variables``, checked when the file is read). The
 version is stored with every draft, so a reply can be traced to its prompt. (prompts/classify.md belongs to the
-LLM classifier member, triage/classify/llm_member.py, which the triage service does not call yet: editing it
-changes no suggestion.)
+LLM classifier member, triage/classify/llm_member.py, which triage calls only with TRIAGE_LLM_CLASSIFY=true; its
+version is in each suggestion's ``versions.llm``.)
 """
 
 from __future__ import annotations
