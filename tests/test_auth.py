@@ -222,6 +222,66 @@ def test_unit_staff_see_and_act_only_on_their_own_units_cases(anon, h):
     assert anon.get(f"/open311/v2/requests/{mine}.json", headers=h["sw"]).status_code == 404
 
 
+class _HashEmbedder:
+    """Deterministic unit vectors from the text's hash: enough for a store query, without the model."""
+
+    model_id, dim = "hash", 16
+
+    def embed_passages(self, texts, progress=False):
+        import hashlib
+
+        import numpy as np
+
+        rows = [np.random.default_rng(int.from_bytes(hashlib.sha1(t.encode()).digest()[:4], "little"))
+                .standard_normal(self.dim) for t in texts]
+        return np.stack([r / np.linalg.norm(r) for r in rows]).astype("float32")
+
+    def embed_query(self, text):
+        return self.embed_passages([text])[0]
+
+
+def test_unit_staff_read_only_their_own_units_past_cases(anon, h, token_app, triager, tmp_path):
+    """A past case's text and reply hold its caller's name and number and another unit's findings: unit staff see
+    those of their own unit only, beside a suggestion and in knowledge search (they saw every unit's)."""
+    from triage.api import knowledge
+    from triage.classify.types import SimilarCase
+    from triage.kb.cases import CaseRow, store_cases
+    from triage.kb.store import KnowledgeStore, make_client
+
+    theirs = {"id": "p1", "text": "化工厂偷排废气，来电人王五电话13912345678", "pollution_type": "air",
+              "subtype": "air.industrial", "unit_type": "ecology_environment", "reply": "已立案处罚五万元",
+              "similarity": 0.93}
+    ours = {"id": "p2", "text": "烧烤店油烟直排，来电人李四", "pollution_type": "air", "subtype": "air.cooking_fumes",
+            "unit_type": "urban_management", "reply": "已责令安装净化器", "similarity": 0.91}
+    plain = triager.suggest
+    triager.suggest = lambda text, **kw: plain(text, **kw).model_copy(update={"similar_cases": [
+        SimilarCase(**theirs), SimilarCase(**ours)]})
+    cid = _intake_assigned(anon, h, FUMES)  # → urban_management, cg's unit
+    seen = lambda who: [sc["id"] for sc in anon.get(f"/api/complaints/{cid}", headers=h[who]  # noqa: E731
+                                                    ).json()["suggestion"]["similar_cases"]]
+    assert seen("disp") == ["p1", "p2"] and seen("boss") == ["p1", "p2"]
+    assert seen("cg") == ["p2"]
+    page = anon.get(f"/complaints/{cid}", headers=h["cg"]).text
+    assert "烧烤店油烟直排" in page and "13912345678" not in page and "五万元" not in page
+    assert "13912345678" in anon.get(f"/complaints/{cid}", headers=h["disp"]).text
+    replied = anon.post(f"/api/complaints/{cid}/reply", json={"reply": "经核查已整改。", "result": "属实"}, headers=h["cg"])
+    assert replied.status_code == 200, replied.text
+    assert [sc["id"] for sc in replied.json()["suggestion"]["similar_cases"]] == ["p2"]
+
+    store = KnowledgeStore(make_client(Settings(data_dir=tmp_path, chroma=str(tmp_path / "kb"))))
+    embedder = _HashEmbedder()
+    store_cases([CaseRow(row=2, order_id="p1", text=theirs["text"], pollution_type="air", subtype="air.industrial",
+                         unit_type="ecology_environment"),
+                 CaseRow(row=3, order_id="p2", text=ours["text"], pollution_type="air", subtype="air.cooking_fumes",
+                         unit_type="urban_management")], store=store, embedder=embedder)
+    token_app.dependency_overrides[knowledge.get_kb_store] = lambda: store
+    token_app.dependency_overrides[knowledge.get_kb_embedder] = lambda: embedder
+    found = lambda who: sorted(r["id"] for r in anon.get(  # noqa: E731
+        "/api/knowledge/search", params={"q": "废气", "collection": "cases", "k": 5}, headers=h[who]).json()["results"])
+    assert found("disp") == ["p1", "p2"]
+    assert found("cg") == ["p2"]
+
+
 def test_dispatcher_approves_a_units_reply(anon, h):
     cid = _intake_assigned(anon, h, SEWAGE)
     r = anon.post(f"/api/complaints/{cid}/reply", json={"reply": "经核查已封堵排口。", "result": "属实"},

@@ -54,12 +54,12 @@ from triage.queue.sla import Sla
 router = APIRouter(prefix="/api", tags=["complaints"])
 
 
-def _detail(session: Session, complaint_id: int) -> ComplaintDetail:
+def _detail(session: Session, complaint_id: int, unit_scope: str | None = None) -> ComplaintDetail:
     session.expire_all()
     c = service.get_complaint(session, complaint_id)
     children = list(session.scalars(select(Complaint.id).where(Complaint.merged_into == c.id)
                                     .order_by(Complaint.id)))
-    return detail_out(c, children)
+    return detail_out(c, children, unit_scope)
 
 
 @router.post("/complaints", status_code=201, response_model=IntakeOut, summary="受理投诉")
@@ -73,8 +73,9 @@ def create_complaint(body: ComplaintIn, session: Session = Depends(get_session),
 
 
 @router.get("/complaints/{complaint_id}", response_model=ComplaintDetail, summary="投诉详情")
-def get_complaint(complaint_id: int, session: Session = Depends(get_session)) -> ComplaintDetail:
-    return _detail(session, complaint_id)
+def get_complaint(complaint_id: int, session: Session = Depends(get_session),
+                  unit_scope: str | None = Depends(get_unit_scope)) -> ComplaintDetail:
+    return _detail(session, complaint_id, unit_scope)
 
 
 @router.get("/queue", response_model=list[QueueItem], summary="待办队列（最紧急在前）")
@@ -115,11 +116,12 @@ def draft(complaint_id: int, body: DraftIn | None = Body(default=None), session:
 
 @router.post("/complaints/{complaint_id}/reply", response_model=ComplaintDetail, summary="承办单位提交答复")
 def reply(complaint_id: int, body: ReplyIn, session: Session = Depends(get_session),
-          actor: str = Depends(get_actor), now: datetime = Depends(get_now)) -> ComplaintDetail:
+          actor: str = Depends(get_actor), now: datetime = Depends(get_now),
+          unit_scope: str | None = Depends(get_unit_scope)) -> ComplaintDetail:
     service.submit_reply(session, complaint_id=complaint_id, actor=actor, reply=body.reply, result=body.result,
                          now=now)
     session.commit()
-    return _detail(session, complaint_id)
+    return _detail(session, complaint_id, unit_scope)
 
 
 @router.post("/complaints/{complaint_id}/close", response_model=ComplaintDetail, summary="办结")
@@ -142,10 +144,11 @@ def reject_reply(complaint_id: int, body: ReasonIn, session: Session = Depends(g
 
 @router.post("/complaints/{complaint_id}/return", response_model=ComplaintDetail, summary="退单")
 def return_(complaint_id: int, body: ReasonIn, session: Session = Depends(get_session),
-            actor: str = Depends(get_actor), now: datetime = Depends(get_now)) -> ComplaintDetail:
+            actor: str = Depends(get_actor), now: datetime = Depends(get_now),
+            unit_scope: str | None = Depends(get_unit_scope)) -> ComplaintDetail:
     service.return_(session, complaint_id=complaint_id, actor=actor, reason=body.reason, now=now)
     session.commit()
-    return _detail(session, complaint_id)
+    return _detail(session, complaint_id, unit_scope)
 
 
 @router.post("/complaints/{complaint_id}/acknowledge", response_model=AssignmentOut, summary="承办单位签收")

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
+from triage.auth.deps import get_unit_scope
 from triage.kb.regulations import RegulationParseError, ensure_default_knowledge
 from triage.kb.search import SearchError, search, validate
 from triage.kb.store import REGULATIONS, KnowledgeStore, KnowledgeStoreError
@@ -89,14 +90,16 @@ def knowledge_search(
     settings: Settings = Depends(get_kb_settings),
     store: KnowledgeStore = Depends(get_kb_store),
     embedder=Depends(get_kb_embedder),
+    unit_scope: str | None = Depends(get_unit_scope),
 ) -> dict[str, Any]:
     """Regulations: ``results=[{law, article, article_no, text, in_force, similarity, part_path, source, …}]``
-    (``in_force`` as of ``on``); cases: ``results=[{id, text, pollution_type, subtype, unit_type, similarity}]``."""
+    (``in_force`` as of ``on``); cases: ``results=[{id, text, pollution_type, subtype, unit_type, similarity}]``,
+    for unit staff only their own unit's cases."""
     try:
         if params.collection == REGULATIONS:
             _ensure_default_knowledge(settings, store, embedder)
         results = search(params.q, collection=params.collection, k=params.k, on=params.on, store=store,
-                         embedder=embedder, jurisdiction=settings.jurisdiction)
+                         embedder=embedder, jurisdiction=settings.jurisdiction, unit_type=unit_scope)
     except SearchError as exc:
         raise HTTPException(422, str(exc)) from None
     except KnowledgeStoreError as exc:

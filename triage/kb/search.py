@@ -32,20 +32,23 @@ def validate(query: str | None, collection: str, k: int) -> str:
 
 def search(query: str, *, collection: str = REGULATIONS, k: int = 5, on: date | None = None,
            store: KnowledgeStore, embedder, in_force_only: bool = False,
-           jurisdiction: str | None = None) -> list[dict[str, Any]]:
+           jurisdiction: str | None = None, unit_type: str | None = None) -> list[dict[str, Any]]:
     """Nearest articles (or past cases) to ``query``, best first.
 
     Regulations: ``{id, law, article, article_no, text, in_force, similarity, part_path, source, level, effective,
     repealed, cites, title, applies_here}``; ``in_force`` is judged on ``on`` (default today); ``applies_here`` is
     False for a local regulation of a place outside ``jurisdiction``'s regions; one hit per (law, article);
     ``in_force_only`` drops articles not in force on that date. Cases: ``{id, text, pollution_type, subtype,
-    unit_type, unit_raw, reply, similarity}``. Raises SearchError for bad input.
+    unit_type, unit_raw, reply, similarity}``; ``unit_type`` limits them to the cases that unit handled (unit
+    staff read only their own unit's cases: the texts hold callers' names and numbers). Raises SearchError for bad
+    input.
     """
     q = validate(query, collection, k)
     on = on or date.today()
     vector = embedder.embed_query(q)
     if collection == CASES:
-        return [_case(h) for h in store.query(CASES, vector, k=k)]
+        where = {"unit_type": unit_type} if unit_type else None
+        return [_case(h) for h in store.query(CASES, vector, k=k, where=where)]
 
     from triage.classify.routing import get_routing
 

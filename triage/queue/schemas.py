@@ -296,10 +296,17 @@ def suggestion_out(s: Suggestion | None) -> SuggestionOut | None:
     return SuggestionOut.model_validate(s) if s is not None else None
 
 
-def detail_out(c: Complaint, children: list[int]) -> ComplaintDetail:
+def detail_out(c: Complaint, children: list[int], unit_scope: str | None = None) -> ComplaintDetail:
+    """unit_scope: the unit a unit-staff caller is limited to; the suggestion then lists only its own unit's
+    similar cases (`own_unit_cases`)."""
+    from triage.auth.deps import own_unit_cases
+
+    suggestion = suggestion_out(c.suggestion)
+    if suggestion is not None and unit_scope is not None:
+        suggestion.similar_cases = own_unit_cases(suggestion.similar_cases, unit_scope)
     return ComplaintDetail(
         complaint=ComplaintOut.model_validate(c),
-        suggestion=suggestion_out(c.suggestion),
+        suggestion=suggestion,
         assignment=AssignmentOut.model_validate(c.assignment) if c.assignment else None,
         assignments=[AssignmentOut.model_validate(a) for a in c.assignments],
         drafts=[DraftOut.model_validate(d) for d in c.drafts],

@@ -48,7 +48,7 @@ from triage.api.deps import (
     get_unit_namer,
     resolve,
 )
-from triage.auth.deps import WEB_TOKEN_COOKIE, auth_mode, get_unit_scope, staff_queue_status
+from triage.auth.deps import WEB_TOKEN_COOKIE, auth_mode, get_unit_scope, own_unit_cases, staff_queue_status
 from triage.auth.models import Role
 from triage.auth.permissions import UNIT_SCOPED, allowed
 from triage.db import db_error_line
@@ -528,6 +528,7 @@ def _case_ctx(p: Page, complaint_id: int) -> dict[str, Any]:
         "contact_late": st == Status.assigned.value and c.assignment is not None
         and c.assignment.contact_overdue(p.now),
         "rejection": service.rejection_of(c),
+        "similar_cases": own_unit_cases(s.similar_cases if s else [], _staff_unit(p.request)),
         "assignment": c.assignment, "max_extensions": p.sla.policy.max_extensions,
         "today": local_date(p.now).isoformat(), **_options(p.unit_namer),
     }
@@ -878,7 +879,7 @@ def knowledge_page(request: Request, q: str = "", collection: str = "regulations
 
             _ensure_default_knowledge(settings, store, embedder)
         ctx["results"] = search(text, collection=collection, k=n, on=on_day, store=store, embedder=embedder,
-                                jurisdiction=settings.jurisdiction)
+                                jurisdiction=settings.jurisdiction, unit_type=_staff_unit(request))
         ctx["on_day"] = on_day.isoformat()
     except ImportError:
         ctx["messages"] = [("error", "知识库检索功能尚未安装。")]
