@@ -3,11 +3,16 @@ and a TestClient whose dependencies are the fakes. Suites add their own fixtures
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+
+# Starlette's TestClient addresses the app as http://testserver; dev mode otherwise answers only this machine's own
+# names (triage/api/hardening.py). test_bad_input.py checks that default with the setting left unset.
+os.environ.setdefault("TRIAGE_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1,::1")
 
 from triage.classify.types import Suggestion
 from triage.settings import Settings

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from triage.queue.models import Assignment, Complaint, Event, ReplyDraft, Suggestion
+from triage.settings import Settings
 
 FUMES = "石潭路88号楼下烧烤店油烟直排，熏得无法开窗。"
 TABLES = (Complaint, Suggestion, Assignment, ReplyDraft, Event)
@@ -366,3 +367,51 @@ def test_schemathesis_finds_no_server_error(api_schema):
         run()
     assert operations >= 20
     assert failures == [], "\n".join(failures[:20])
+
+
+# --------------------------------------------------------------------------------------------- other sites
+def _dev_app(tmp_path, **kw):
+    from triage.api.app import create_app
+
+    return create_app(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'x.db'}", demo_data=False,
+                               **kw), retry_on_startup=False)
+
+
+def test_a_page_on_another_site_cannot_act_through_the_users_browser(client, app):
+    """A cross-site form (CSRF): dev mode asks nobody who they are, so any web page the user had open could file,
+    dispatch or close complaints on the service at 127.0.0.1 (it answered 200 and 303)."""
+    before = _counts(app)
+    evil = {"Origin": "http://evil.example"}
+    r = client.post("/api/complaints", json={"text": "伪造的投诉：工地夜间施工"}, headers=evil)
+    assert r.status_code == 403 and "其他网站" in r.json()["detail"]
+    r = client.post("/complaints/new", data={"text": "伪造的投诉：工地夜间施工"}, headers=evil, follow_redirects=False)
+    assert r.status_code == 403
+    r = client.post("/complaints/new", data={"text": "伪造的投诉"}, follow_redirects=False,
+                    headers={"Referer": "http://127.0.0.1:9999/x.html"})  # another port is another site
+    assert r.status_code == 403
+    assert _counts(app) == before
+    # The service's own pages, a proxy that names the public host, and clients without a browser still work.
+    assert client.post("/api/complaints", json={"text": "工地夜间施工噪音扰民"},
+                       headers={"Origin": "http://testserver"}).status_code == 201
+    assert client.post("/api/complaints", json={"text": "烧烤店油烟直排扰民"},
+                       headers={"Origin": "https://triage.office.example",
+                                "X-Forwarded-Host": "triage.office.example"}).status_code == 201
+    assert client.post("/api/complaints", json={"text": "河涌有污水直排"}).status_code == 201
+    assert client.get("/queue", headers=evil).status_code == 200  # reading is not acting
+
+
+def test_dev_mode_answers_only_to_this_machines_names(tmp_path):
+    """DNS rebinding: a page whose own host name is re-pointed at 127.0.0.1 reads the unauthenticated service
+    with its own Host header (a request with Host: attacker.example answered 200 with callers' data)."""
+    from fastapi.testclient import TestClient
+
+    dev = TestClient(_dev_app(tmp_path, allowed_hosts=None), base_url="http://127.0.0.1:8000")
+    assert dev.get("/api/health").status_code == 200
+    assert dev.get("/api/health", headers={"Host": "localhost:8000"}).status_code == 200
+    r = dev.get("/api/queue", headers={"Host": "attacker.example:8000"})
+    assert r.status_code == 400 and "TRIAGE_ALLOWED_HOSTS" in r.json()["detail"]
+    # The names an office adds, or any in token mode (where every request carries a token).
+    named = TestClient(_dev_app(tmp_path / "n", allowed_hosts="triage.office.example"))
+    assert named.get("/api/health", headers={"Host": "triage.office.example"}).status_code == 200
+    token = TestClient(_dev_app(tmp_path / "t", allowed_hosts=None, auth_mode="token"))
+    assert token.get("/api/health", headers={"Host": "triage.office.example"}).status_code == 200

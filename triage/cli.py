@@ -77,6 +77,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, reload: bool = False) -> No
     settings = get_settings()
     prepare(settings, err)
     err.print(f"服务地址 http://{host}:{port}  接口文档 http://{host}:{port}/docs")
+    if settings.auth_mode == "dev" and host not in ("127.0.0.1", "localhost", "::1") and not settings.allowed_hosts:
+        # Dev mode asks nobody who they are; it answers only to this machine's own names (triage/api/hardening.py).
+        err.print("[yellow]开发模式无需登录，只响应本机地址（localhost、127.0.0.1）。多人使用请改用令牌模式（TRIAGE_AUTH_MODE="
+                  "token，见 docs/operations.md）；确需在本模式下供他人访问，请在 TRIAGE_ALLOWED_HOSTS 中列出访问所用的主机名或地址。"
+                  "[/yellow] / dev mode has no login and answers only to this machine's names; use token mode for "
+                  "an office, or list the names in TRIAGE_ALLOWED_HOSTS")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 

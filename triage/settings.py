@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # None: SQLite databases are migrated by the app at start, other databases only by `triage db upgrade`.
     auto_migrate: bool | None = None
     max_body_bytes: int = Field(default=2_000_000, description="requests with a larger body get 413")
+    # Host names the service answers to, comma-separated ("*": any). Default: in dev mode, where nothing asks
+    # who you are, only this machine's own names, so a web page elsewhere cannot reach the service through a
+    # host name of its own (DNS rebinding); in token mode any (the proxy in front decides).
+    allowed_hosts: str | None = None
     log_level: str = Field(default="INFO", description="the service's log level under uvicorn (DEBUG, INFO, WARNING…)")
 
     @property

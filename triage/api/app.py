@@ -173,9 +173,10 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
 
-    from triage.api.hardening import error_response, install
+    from triage.api.hardening import allowed_hosts, error_response, install
 
-    install(app, max_body_bytes=settings.max_body_bytes)
+    install(app, max_body_bytes=settings.max_body_bytes,
+            hosts=allowed_hosts(settings.allowed_hosts, settings.auth_mode))
 
     @app.exception_handler(DomainError)
     async def _domain_error(request: Request, exc: DomainError) -> JSONResponse:

@@ -1,5 +1,6 @@
-"""Edge hardening installed by ``create_app``: a request-body size limit (413) and error bodies that say what
-went wrong in Chinese and English, in Open311's format under /open311.
+"""Edge hardening installed by ``create_app``: a request-body size limit (413), a guard against requests sent
+from other sites' pages (CSRF, DNS rebinding), and error bodies that say what went wrong in Chinese and English,
+in Open311's format under /open311.
 
 The size limit is enforced on the declared Content-Length and again on the bytes actually received (chunked
 uploads), before any route reads the body.
@@ -8,6 +9,7 @@ uploads), before any route reads the body.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -77,6 +79,69 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def host_name(netloc: str) -> str:
+    """"example.org:8000" → "example.org", "[::1]:8000" → "::1"."""
+    try:
+        return (urlsplit(f"//{netloc}").hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+class CrossSiteGuard:
+    """Pure ASGI middleware against requests a page on another site makes the user's browser send.
+
+    * A state-changing request (POST, PUT, PATCH, DELETE) whose ``Origin`` (or, without one, ``Referer``) names
+      another host than the one addressed is refused (403). A browser sends these headers with every cross-site
+      form or fetch and a page cannot forge them; clients that send neither (curl, integrations) pass. The pages'
+      cookie is SameSite=Lax, but SameSite ignores ports: another service on the same intranet host counted as
+      the same site. In dev mode, with no login at all, any page could post forms to the service.
+    * ``allowed``: host names the service answers to (None: any). Dev mode allows only this machine's own names,
+      so a page whose own host name was re-pointed at 127.0.0.1 (DNS rebinding) cannot read from it.
+    """
+
+    def __init__(self, app, allowed: frozenset[str] | None):
+        self.app, self.allowed = app, allowed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
+        host = headers.get("host", "")
+        if self.allowed is not None and host_name(host) not in self.allowed:
+            await self._refuse(scope, receive, send, 400, (
+                f"主机名 {host_name(host) or host!r} 不在本服务允许的范围内（TRIAGE_ALLOWED_HOSTS） / host not "
+                "allowed; set TRIAGE_ALLOWED_HOSTS to the names the service is reached by"))
+            return
+        if scope.get("method", "GET") not in SAFE_METHODS:
+            source = headers.get("origin") or headers.get("referer")
+            if source:
+                sent_from = "null" if source == "null" else urlsplit(source).netloc.lower()
+                addressed = {host.lower(), headers.get("x-forwarded-host", "").lower()} - {""}
+                if sent_from not in addressed:
+                    await self._refuse(scope, receive, send, 403, (
+                        f"拒绝来自其他网站（{sent_from}）的操作请求 / cross-site request refused: it came from a "
+                        "page on another site"))
+                    return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(scope, receive, send, status: int, detail: str):
+        await error_response(scope.get("path", ""), status, detail)(scope, receive, send)
+
+
+def allowed_hosts(setting: str | None, auth_mode: str) -> frozenset[str] | None:
+    """TRIAGE_ALLOWED_HOSTS read: None = any host."""
+    if setting is None:
+        return frozenset(LOOPBACK_HOSTS) if auth_mode == "dev" else None
+    names = {x.strip().lower().strip("[]") for x in setting.split(",") if x.strip()}
+    return None if "*" in names else frozenset(names)
+
+
 def is_open311(path: str) -> bool:
     return path.startswith("/open311/")
 
@@ -91,8 +156,9 @@ def error_response(path: str, status: int, detail: str, extra: dict | None = Non
                         headers=headers)
 
 
-def install(app: FastAPI, *, max_body_bytes: int) -> None:
+def install(app: FastAPI, *, max_body_bytes: int, hosts: frozenset[str] | None = None) -> None:
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    app.add_middleware(CrossSiteGuard, allowed=hosts)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
