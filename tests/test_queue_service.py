@@ -396,6 +396,43 @@ def test_case_sink_failure_does_not_fail_closure(session, triager):
     assert service.retry_case_learning(session, learned.append)["tried"] == 0  # learned once
 
 
+def test_a_case_the_knowledge_base_refuses_is_not_retried_forever(session, triager):
+    """A complaint whose text reads like a spreadsheet formula is taken at intake but refused by the knowledge base
+    (as an import refuses such a row). It was retried every 30 s for ever, each round logging a warning; enough of
+    them would have blocked the retry of every later case."""
+    from triage.kb.cases import CaseRejected, RowError, validate_record
+
+    now = bj(2026, 10, 9, 10)
+
+    def strict(case):  # what upsert_case checks before it embeds anything
+        item = validate_record(0, case)
+        if isinstance(item, RowError):
+            raise CaseRejected(item.reason)
+        learned.append(case["text"])
+
+    def down(case):
+        raise ConnectionError("Chroma down")
+
+    learned: list[str] = []
+    formula = service.intake(session, text="+cmd|' /C calc'!A0 工地夜间施工噪音扰民", triager=triager, now=now).id
+    later = service.intake(session, text=FUMES, triager=triager, now=now).id
+    for cid in (formula, later):
+        service.assign(session, complaint_id=cid, actor="d", now=now)
+        service.close(session, complaint_id=cid, actor="d", reply="已处理。", result="属实", case_sink=down, now=now)
+    session.commit()
+    assert service.retry_case_learning(session, strict) == {"tried": 2, "learned": 1, "failed": 1}
+    assert events(session, formula)[-1].kind == "case_not_learnable" and "公式" in events(session, formula)[-1].reason
+    assert learned == [FUMES] and events(session, later)[-1].kind == "case_learned"
+    assert service.retry_case_learning(session, strict)["tried"] == 0
+    # Closed while the store is up, it is recorded at once the same way.
+    again = service.intake(session, text="=HYPERLINK(\"x\") 垃圾没人清运", triager=triager, now=now).id
+    service.assign(session, complaint_id=again, actor="d", now=now)
+    service.close(session, complaint_id=again, actor="d", reply="已处理。", result="属实", case_sink=strict, now=now)
+    session.commit()
+    assert events(session, again)[-1].kind == "case_not_learnable"
+    assert service.retry_case_learning(session, strict)["tried"] == 0
+
+
 def test_draft_then_close_approves_the_unchanged_draft(session, triager):
     from conftest import fake_drafter
 

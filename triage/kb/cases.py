@@ -367,11 +367,18 @@ def import_cases(path: Path, *, store: KnowledgeStore, embedder,
                         units_inferred=inferred)
 
 
+class CaseRejected(ValueError):
+    """The case itself is unfit for the knowledge base (its text, its labels): trying again cannot help."""
+
+    permanent = True
+
+
 def upsert_case(case: dict[str, Any], *, store: KnowledgeStore, embedder) -> str:
-    """Add (or refresh) one handled case, e.g. when the queue closes a complaint."""
+    """Add (or refresh) one handled case, e.g. when the queue closes a complaint. Raises CaseRejected for a case
+    the knowledge base refuses (an import would refuse its row too)."""
     item = validate_record(0, case)
     if isinstance(item, RowError):
-        raise ValueError(item.reason)
+        raise CaseRejected(item.reason)
     vec = embedder.embed_passages([complaint_for_embedding(item.text)])
     store.upsert(CASES, [item.order_id], vec, [item.text], [item.metadata(case.get("source", "closed"))])
     return item.order_id

@@ -499,12 +499,14 @@ def retry_case_learning(session: Session, case_sink: CaseSink | None, *, limit: 
                         now: datetime | None = None) -> dict[str, int]:
     """Hand the knowledge base the closed cases it missed: those whose last attempt (at closing) failed, e.g.
     with Chroma down. A success is recorded as ``case_learned``; a failure is only logged (the trail already
-    says it failed), and the round stops at the first one: the store is still down."""
+    says it failed), and the round stops at the first one: the store is still down. A case the knowledge base
+    refuses for its content (``permanent``) is recorded as ``case_not_learnable`` and not tried again: it was
+    retried every round, and enough of them would have crowded out the rest."""
     counts = {"tried": 0, "learned": 0, "failed": 0}
     if case_sink is None:
         return counts
     last = (select(Event.complaint_id, func.max(Event.id).label("last_id"))
-            .where(Event.kind.in_(("case_learned", "case_sink_failed"))).group_by(Event.complaint_id).subquery())
+            .where(Event.kind.in_(LEARNING_OUTCOMES)).group_by(Event.complaint_id).subquery())
     ids = list(session.scalars(
         select(Complaint.id).join(last, last.c.complaint_id == Complaint.id).join(Event, Event.id == last.c.last_id)
         .where(Event.kind == "case_sink_failed", Complaint.status == Status.closed.value,
@@ -519,6 +521,10 @@ def retry_case_learning(session: Session, case_sink: CaseSink | None, *, limit: 
         except Exception as exc:  # noqa: BLE001 - tried again next round
             session.rollback()
             counts["failed"] += 1
+            if _unlearnable(exc):
+                _learning_failed(session, session.get(Complaint, cid), exc, _now(now))
+                session.commit()
+                continue
             log.warning("case %s still not learned: %s: %s", cid, type(exc).__name__, exc)
             break
         _event(session, c, kind="case_learned", actor=SYSTEM, at=_now(now), from_status=c.status,
@@ -526,6 +532,22 @@ def retry_case_learning(session: Session, case_sink: CaseSink | None, *, limit: 
         session.commit()
         counts["learned"] += 1
     return counts
+
+
+# The events that end an attempt to hand a closed case to the knowledge base.
+LEARNING_OUTCOMES = ("case_learned", "case_sink_failed", "case_not_learnable")
+
+
+def _unlearnable(exc: Exception) -> bool:
+    """The knowledge base refused the case for what it is (kb.cases.CaseRejected), not because it was down."""
+    return bool(getattr(exc, "permanent", False))
+
+
+def _learning_failed(session: Session, c: Complaint, exc: Exception, at: datetime) -> None:
+    if _unlearnable(exc):
+        log.warning("closed case %s is not added to the knowledge base: %s", c.id, exc)
+    _event(session, c, kind="case_not_learnable" if _unlearnable(exc) else "case_sink_failed", actor=SYSTEM, at=at,
+           from_status=c.status, to_status=c.status, reason=f"{type(exc).__name__}: {exc}"[:2000])
 
 
 def detect_links(session: Session, *, complaint_id: int, now: datetime | None = None,
@@ -1009,9 +1031,9 @@ def close(session: Session, *, complaint_id: int, actor: str, reply: str | None 
             _event(session, c, kind="case_learned", actor=SYSTEM, at=now, from_status=c.status,
                    to_status=c.status, data={"order_id": case["order_id"]})
         except Exception as exc:  # noqa: BLE001 - the knowledge base is best effort
-            log.exception("case sink failed for complaint %s", c.id)
-            _event(session, c, kind="case_sink_failed", actor=SYSTEM, at=now, from_status=c.status,
-                   to_status=c.status, reason=f"{type(exc).__name__}: {exc}"[:2000])
+            if not _unlearnable(exc):
+                log.exception("case sink failed for complaint %s", c.id)
+            _learning_failed(session, c, exc, now)
         _flush(session)
     return c
 

@@ -17,7 +17,7 @@ EVENT_ZH = {
     **ACTION_ZH,
     "intake": "受理", "triage_failed": "自动分拣失败", "reassign": "改派", "merge_child": "并入重复件",
     "flag_duplicate": "标记疑似重复", "flag_relapse": "标记反弹", "case_learned": "纳入历史案例库",
-    "case_sink_failed": "纳入案例库失败", "demo_link_removed": "演示数据已清除",
+    "case_sink_failed": "纳入案例库失败", "case_not_learnable": "不纳入案例库（内容不合格）", "demo_link_removed": "演示数据已清除",
     "extension_requested": "申请延期", "extension_denied": "不同意延期", "extension_lapsed": "延期申请失效",
     "contact": "先行联系",
 }
