@@ -82,3 +82,15 @@ def test_the_cli_refuses_a_mistyped_year_with_a_reason(tmp_path, monkeypatch):
     for first, last in (("0001-01-01", "0001-01-01"), ("9999-12-31", "9999-12-31")):  # overflowed the bounds
         r = CliRunner().invoke(app, ["report", "--from", first, "--to", last])
         assert r.exit_code == 2 and "1970–2200" in r.output, r.output
+
+
+def test_a_callers_markdown_stays_text_in_the_report():
+    """A relapse's complaint text is quoted in the report: "[点我](http://…)![t](http://….png)" became a live link
+    and a remote image on the report page."""
+    from triage.report import _gist
+    from triage.web.routes import markdown_html
+
+    words = "[点我](http://evil.example/p)![t](http://evil.example/t.png) 烧烤店*油烟*直排 <b>x</b>"
+    html = markdown_html(f"1. 第3号投诉：{_gist(words, limit=200)}。")
+    assert "<a" not in html and "<img" not in html and "<em>" not in html and "<b>" not in html
+    assert "[点我](http://evil.example/p)![t](http://evil.example/t.png)烧烤店*油烟*直排" in html

@@ -89,7 +89,16 @@ def _gist(text: str, limit: int = 60) -> str:
     t = re.sub(r"\s+", "", t)
     if len(t) > limit:
         t = t[:limit].rstrip("，,。；;、") + "……"
-    return t.rstrip("。！!；;，,")
+    return md_text(t.rstrip("。！!；;，,"))
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+
+
+def md_text(text: str) -> str:
+    """A caller's words as plain text in the Markdown report: a complaint reading "[点我](http://…)" or
+    "![](http://…)" became a live link and a remote image on the report page."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _local_day(dt: datetime) -> date:
@@ -173,7 +182,7 @@ def build_context(session: Session, date_from: date, date_to: date, *, as_of: da
         relapses.append({
             "id": c.id, "received": cn_date(_local_day(c.received_at)), "text": _gist(c.text),
             "prev_id": r.previous.id, "prev_closed": cn_date(_local_day(closed)) if closed else "此前",
-            "prev_result": r.previous_result,
+            "prev_result": md_text(r.previous_result) if r.previous_result else r.previous_result,
             "gap": ("当天" if days == 0 else f"相隔{days}天") if days is not None else "此后",
             "status_text": STATUS_TEXT.get(c.status, ""),
         })
