@@ -3,6 +3,7 @@ hashed storage, the CLI, and dev mode unchanged. Fakes for the triager and draft
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -102,13 +103,24 @@ def test_wrong_password_unknown_user_and_garbage_tokens(anon):
     assert form.status_code == 200 and form.json()["token_type"] == "bearer"
 
 
-def test_failed_logins_are_throttled(anon):
+def test_failed_logins_are_throttled(anon, token_app, caplog):
     for _ in range(5):
         assert anon.post("/api/auth/token", json={"username": "boss", "password": "nope nope nope"}
                          ).status_code == 401
     r = anon.post("/api/auth/token", json={"username": "boss", "password": PASSWORD})
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
     assert anon.post("/api/auth/token", json={"username": "disp", "password": PASSWORD}).status_code == 200
+    assert "failed login for 'boss' from testclient" in caplog.text
+    # Whoever guessed from that address cannot lock the account for its owner at another (five wrong passwords
+    # for any name locked it out for everyone, the admin's included).
+    owner = TestClient(token_app, client=("10.0.0.7", 50000))
+    assert owner.post("/api/auth/token", json={"username": "boss", "password": PASSWORD}).status_code == 200
+    # One address trying many names is slowed too (a password sprayed across accounts never was).
+    sprayer = TestClient(token_app, client=("10.0.0.66", 50000))
+    codes = [sprayer.post("/api/auth/token", json={"username": f"user{i}", "password": "Spring2026!!"}).status_code
+             for i in range(21)]
+    assert codes[:20] == [401] * 20 and codes[20] == 429
+    assert sprayer.post("/api/auth/token", json={"username": "disp", "password": PASSWORD}).status_code == 429
 
 
 def test_token_lifecycle_logout_expiry_deactivation(anon, token_app, clock):
@@ -143,7 +155,7 @@ def test_passwords_and_tokens_are_stored_hashed(anon, token_app):
 
 
 # ------------------------------------------------------------------------------------------------ roles
-def test_dispatcher_cannot_manage_users(anon, h):
+def test_dispatcher_cannot_manage_users(anon, h, caplog):
     assert anon.get("/api/users", headers=h["disp"]).status_code == 403
     r = anon.post("/api/users", json={"username": "x", "password": PASSWORD, "role": "admin"}, headers=h["disp"])
     assert r.status_code == 403 and "dispatcher" in r.json()["detail"]
@@ -159,6 +171,12 @@ def test_dispatcher_cannot_manage_users(anon, h):
     assert anon.post("/api/users", json={"username": "u3", "password": PASSWORD, "role": "unit_staff"},
                      headers=h["root"]).status_code == 422  # unit staff need a unit
     assert [u["username"] for u in anon.get("/api/users", headers=h["root"]).json()][-1] == "新派单员"
+    # Who gave whom which access stays in the log (there was no trace but the access line).
+    with caplog.at_level(logging.INFO, logger="triage.auth.service"):
+        anon.patch("/api/users/新派单员", json={"role": "manager", "password": PASSWORD + "!"}, headers=h["root"])
+    assert "user created: 新派单员 (role dispatcher) by root" in caplog.text
+    assert "user changed: 新派单员 (role 'dispatcher' → 'manager'; password reset) by root" in caplog.text
+    assert PASSWORD not in caplog.text
 
 
 def test_manager_reads_everything_but_cannot_assign_or_take_complaints(anon, h):

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from triage.api.deps import get_session, get_settings_dep
+from triage.api.deps import get_actor, get_session, get_settings_dep
 from triage.auth import service
 from triage.auth.deps import bearer, get_principal
 from triage.auth.models import User
@@ -95,7 +95,8 @@ async def login(request: Request, settings: Settings = Depends(get_settings_dep)
     def work() -> TokenOut:
         with request.app.state.session_factory() as session:
             token, rec, user = service.log_in(session, username=body.username, password=body.password,
-                                              ttl=timedelta(hours=settings.token_ttl_hours), label=body.label)
+                                              ttl=timedelta(hours=settings.token_ttl_hours), label=body.label,
+                                              client=request.client.host if request.client else "")
             return TokenOut(access_token=token, expires_at=rec.expires_at, user=user_out(user))
 
     from starlette.concurrency import run_in_threadpool
@@ -124,17 +125,19 @@ def users(session: Session = Depends(get_session)) -> list[UserOut]:
 
 
 @router.post("/users", response_model=UserOut, status_code=201, summary="新建用户（管理员） / add a user")
-def add_user(body: UserIn, session: Session = Depends(get_session)) -> UserOut:
+def add_user(body: UserIn, session: Session = Depends(get_session), actor: str = Depends(get_actor)) -> UserOut:
     u = service.create_user(session, username=body.username, password=body.password, role=body.role,
-                            unit_type=body.unit_type, display_name=body.display_name)
+                            unit_type=body.unit_type, display_name=body.display_name, actor=actor)
     session.commit()
     return user_out(u)
 
 
 @router.patch("/users/{username}", response_model=UserOut, summary="修改用户（管理员） / change a user")
-def patch_user(username: str, body: UserPatch = Body(...), session: Session = Depends(get_session)) -> UserOut:
+def patch_user(username: str, body: UserPatch = Body(...), session: Session = Depends(get_session),
+               actor: str = Depends(get_actor)) -> UserOut:
     u = service.update_user(session, username=username, role=body.role, unit_type=body.unit_type,
-                            active=body.active, password=body.password, display_name=body.display_name)
+                            active=body.active, password=body.password, display_name=body.display_name,
+                            actor=actor)
     session.commit()
     return user_out(u)
 

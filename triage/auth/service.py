@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -23,6 +24,8 @@ from sqlalchemy.orm import Session
 from triage.auth.models import ApiToken, Role, User
 from triage.queue.models import utcnow
 from triage.queue.service import DomainError, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "trg_"
 MIN_PASSWORD = 10
@@ -132,7 +135,7 @@ def check_role(role: str | None, unit_type: str | None) -> tuple[str, str | None
 
 # ------------------------------------------------------------------------------------------------- users
 def create_user(session: Session, *, username: str, password: str, role: str, unit_type: str | None = None,
-                display_name: str | None = None, now: datetime | None = None) -> User:
+                display_name: str | None = None, now: datetime | None = None, actor: str = "cli") -> User:
     name = check_username(username)
     pw = check_password(password)
     r, u = check_role(role, unit_type)
@@ -146,6 +149,7 @@ def create_user(session: Session, *, username: str, password: str, role: str, un
     except IntegrityError as exc:
         session.rollback()
         raise UserExists(f"用户 {name} 已存在 / user {name} already exists") from exc
+    log.info("user created: %s (role %s%s) by %s", name, r, f", unit {u}" if u else "", actor)
     return user
 
 
@@ -162,9 +166,10 @@ def list_users(session: Session) -> list[User]:
 
 def update_user(session: Session, *, username: str, role: str | None = None, unit_type: str | None = None,
                 active: bool | None = None, password: str | None = None, display_name: str | None = None,
-                now: datetime | None = None) -> User:
+                now: datetime | None = None, actor: str = "cli") -> User:
     user = get_user(session, username)
     now = now or utcnow()
+    before = (user.role, user.unit_type, user.active)
     if role is not None or unit_type is not None:
         new_role = role if role is not None else user.role
         new_unit = unit_type if unit_type is not None else (user.unit_type if new_role == Role.unit_staff.value
@@ -181,56 +186,85 @@ def update_user(session: Session, *, username: str, role: str | None = None, uni
             revoke_tokens(session, user_id=user.id, now=now)
     user.updated_at = now
     session.flush()
+    # Who changed whose access, for the office's security log (the password itself never appears).
+    changes = [f"{k} {a!r} → {b!r}" for k, a, b in zip(("role", "unit", "active"), before,
+                                                         (user.role, user.unit_type, user.active)) if a != b]
+    changes += ["password reset"] if password is not None else []
+    log.info("user changed: %s (%s) by %s", user.username, "; ".join(changes) or "no access change", actor)
     return user
 
 
 # ------------------------------------------------------------------------------------- login and tokens
 class _Throttle:
-    """At most ``limit`` failed logins per user name within ``window`` seconds (per process)."""
+    """Failed logins within ``window`` seconds (per process): at most ``per_name`` for one user name from one
+    client address, and ``per_client`` for any names from one address.
 
-    def __init__(self, limit: int = 5, window: float = 300.0):
-        self.limit, self.window = limit, window
-        self._fails: dict[str, list[float]] = {}
+    The user name alone was the key: anyone could keep any account, the admin's included, locked out with five
+    wrong passwords, and one password tried across many names was never slowed."""
+
+    MAX_KEYS = 10_000  # expired keys are dropped beyond this: a flood of names must not grow memory for ever
+
+    def __init__(self, per_name: int = 5, per_client: int = 20, window: float = 300.0):
+        self.per_name, self.per_client, self.window = per_name, per_client, window
+        self._fails: dict[tuple[str, ...], list[float]] = {}
         self._lock = threading.Lock()
 
-    def check(self, key: str) -> None:
+    @staticmethod
+    def _keys(name: str, client: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return ("name", name, client), ("client", client)
+
+    def check(self, name: str, client: str) -> None:
         now = time.monotonic()
         with self._lock:
-            fails = [t for t in self._fails.get(key, []) if now - t < self.window]
-            self._fails[key] = fails
-            if len(fails) >= self.limit:
-                raise TooManyAttempts("登录失败次数过多，请稍后再试 / too many failed logins; try again later",
-                                      retry_after=int(self.window - (now - fails[0])) + 1)
+            for key, limit in zip(self._keys(name, client), (self.per_name, self.per_client)):
+                fails = [t for t in self._fails.get(key, []) if now - t < self.window]
+                if fails:
+                    self._fails[key] = fails
+                else:
+                    self._fails.pop(key, None)
+                if len(fails) >= limit:
+                    raise TooManyAttempts("登录失败次数过多，请稍后再试 / too many failed logins; try again later",
+                                          retry_after=int(self.window - (now - fails[0])) + 1)
 
-    def fail(self, key: str) -> None:
+    def fail(self, name: str, client: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._fails.setdefault(key, []).append(time.monotonic())
+            for key in self._keys(name, client):
+                self._fails.setdefault(key, []).append(now)
+            if len(self._fails) > self.MAX_KEYS:
+                self._fails = {k: v for k, v in self._fails.items() if now - v[-1] < self.window}
 
-    def reset(self, key: str) -> None:
+    def reset(self, name: str, client: str) -> None:
         with self._lock:
-            self._fails.pop(key, None)
+            self._fails.pop(self._keys(name, client)[0], None)
 
 
 login_throttle = _Throttle()
+# Each check holds 64 MiB for Argon2 (m=65536): forty logins at once took about 1 GB. Checks beyond this many wait.
+_hashing = threading.BoundedSemaphore(4)
 
 
-def authenticate(session: Session, *, username: str, password: str) -> User:
-    """The active user with this name and password, or AuthError (same answer for every failure)."""
+def authenticate(session: Session, *, username: str, password: str, client: str = "") -> User:
+    """The active user with this name and password, or AuthError (same answer for every failure). ``client``: the
+    caller's address, which the throttle counts failures by."""
     key = (username or "").strip().lower()[:100]
-    login_throttle.check(key)
+    login_throttle.check(key, client)
     user = session.scalar(select(User).where(User.username == (username or "").strip()))
     hasher = password_hasher()
-    if user is None:
-        hasher.verify(password or "", _dummy_hash())  # same cost as a real check
-        ok = False
-    else:
-        ok, new_hash = hasher.verify_and_update(password or "", user.password_hash)
-        if ok and new_hash:
-            user.password_hash = new_hash  # parameters were raised since it was stored
+    with _hashing:
+        if user is None:
+            hasher.verify(password or "", _dummy_hash())  # same cost as a real check
+            ok = False
+        else:
+            ok, new_hash = hasher.verify_and_update(password or "", user.password_hash)
+            if ok and new_hash:
+                user.password_hash = new_hash  # parameters were raised since it was stored
     if not ok or user is None or not user.active:
-        login_throttle.fail(key)
+        login_throttle.fail(key, client)
+        log.warning("failed login for %r from %s", key, client or "?")
         raise AuthError("用户名或密码错误 / wrong user name or password")
-    login_throttle.reset(key)
+    login_throttle.reset(key, client)
+    log.info("login: %s from %s", user.username, client or "?")
     return user
 
 
@@ -246,9 +280,9 @@ def issue_token(session: Session, *, user: User, ttl: timedelta, label: str | No
 
 
 def log_in(session: Session, *, username: str, password: str, ttl: timedelta,
-           label: str | None = None) -> tuple[str, ApiToken, User]:
+           label: str | None = None, client: str = "") -> tuple[str, ApiToken, User]:
     """Check the password (throttled) and issue a token, committed: what the API and the login page both do."""
-    user = authenticate(session, username=username, password=password)
+    user = authenticate(session, username=username, password=password, client=client)
     token, rec = issue_token(session, user=user, ttl=ttl, label=label)
     session.commit()
     return token, rec, user

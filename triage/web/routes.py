@@ -326,7 +326,7 @@ def login_submit(request: Request, username: str = Form(""), password: str = For
     try:
         with request.app.state.session_factory() as session:
             token, _, _ = auth.log_in(session, username=username[:100], password=password[:1000], ttl=ttl,
-                                      label="web")
+                                      label="web", client=request.client.host if request.client else "")
     except service.DomainError as exc:  # wrong password (401) or too many attempts (429)
         ctx = {"title": "登录", "next": target, "username": username[:100],
                "messages": [("error", present.zh(exc.message))]}
