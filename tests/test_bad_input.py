@@ -315,6 +315,21 @@ def test_formulas_in_xlsx_cells_are_row_errors(tmp_path, store):
     assert store.get_all(CASES)["ids"] == ["X3"]
 
 
+def test_an_xlsx_that_unpacks_to_far_more_than_it_weighs_is_refused_unread(tmp_path, store, monkeypatch):
+    """An XLSX is a zip: 151 KB held a sheet of 600,000 rows, which the import read whole before counting."""
+    from triage.kb import cases
+    from triage.kb.cases import CASES, CaseFileError, import_cases
+
+    path = _xlsx(tmp_path / "f.xlsx")
+    monkeypatch.setattr(cases, "MAX_XLSX_UNPACKED_BYTES", path.stat().st_size)  # this one unpacks to more
+    with pytest.raises(CaseFileError, match="解压后超过"):
+        import_cases(path, store=store, embedder=HashEmbedder())
+    assert store.count(CASES) == 0
+    (tmp_path / "not.xlsx").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(CaseFileError, match="无法读取Excel文件"):
+        import_cases(tmp_path / "not.xlsx", store=store, embedder=HashEmbedder())
+
+
 # ------------------------------------------------------------------------------------------- schemathesis
 class _StubStore:
     """Knowledge store for the fuzzer: one (empty) answer for every search; no model is loaded."""

@@ -421,7 +421,13 @@ def test_import_refusals_are_clear(app, client, monkeypatch):
     assert "上传的文件是空的" in client.post("/import", files={"file": ("a.csv", b"", "text/csv")}).text
     monkeypatch.setattr(routes, "MAX_SYNC_ROWS", 1)
     many = client.post("/import", files={"file": ("a.csv", BAD_ROWS_CSV.encode(), "text/csv")})
-    assert many.status_code == 413 and "超过网页导入的上限 1 条" in many.text and "triage cases import" in many.text
+    assert many.status_code == 413 and "有效记录 1 条" in many.text and "triage cases import" in many.text
+    # Rejected rows count toward the page's bound too: a file of 600,000 bad rows was read whole (30 s, 200 MB).
+    monkeypatch.setattr(routes, "MAX_SYNC_ROWS", 1000)
+    monkeypatch.setattr(routes, "MAX_SYNC_RECORDS", 3)
+    bad = "order_id,text\n" + "".join(f"B{i},\n" for i in range(2, 12)) + "B99,工地夜间施工\n"
+    stopped = client.post("/import", files={"file": ("bad.csv", bad.encode(), "text/csv")})
+    assert stopped.status_code == 413 and "文件超过 3 行" in stopped.text
     monkeypatch.setattr(routes, "MAX_UPLOAD_BYTES", 100)
     big = client.post("/import", files={"file": ("a.csv", BAD_ROWS_CSV.encode(), "text/csv")})
     assert big.status_code == 413 and "MB 的上限" in big.text

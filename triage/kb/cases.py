@@ -95,6 +95,18 @@ class CaseFileError(ValueError):
     """The file as a whole cannot be read (unknown format, not a table, undecodable)."""
 
 
+class TooManyRecords(CaseFileError):
+    """More records than the caller's ``max_records``: reading stopped there."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"文件超过 {limit} 行 / the file has more than {limit} rows")
+        self.limit = limit
+
+
+# An XLSX is a zip: a sheet of 600,000 identical rows packs into 151 KB. A 12345 export unpacks to far less.
+MAX_XLSX_UNPACKED_BYTES = 500 * 1024 * 1024
+
+
 def _decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8-sig")
@@ -195,20 +207,32 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
             raise CaseFileError(f"CSV 格式错误（约第{line}行，如引号未闭合）：{exc} / broken CSV near line {line} "
                                 f"(an unclosed quote?): {exc}") from exc
     elif suffix in (".xlsx", ".xlsm"):
+        import zipfile
+
         from openpyxl import load_workbook
 
+        try:
+            with zipfile.ZipFile(path) as packed:
+                unpacked = sum(info.file_size for info in packed.infolist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise CaseFileError(f"无法读取Excel文件 / cannot read XLSX: {exc}") from exc
+        if unpacked > MAX_XLSX_UNPACKED_BYTES:
+            raise CaseFileError(f"Excel文件解压后超过 {MAX_XLSX_UNPACKED_BYTES // 2**20} MB，请拆分后导入 / the XLSX "
+                                f"unpacks to more than {MAX_XLSX_UNPACKED_BYTES // 2**20} MB; split it")
         try:
             wb = load_workbook(path, read_only=True, data_only=False)
         except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds
             raise CaseFileError(f"无法读取Excel文件 / cannot read XLSX: {exc}") from exc
-        ws = wb.worksheets[0]
-        rows = ws.iter_rows(values_only=True)
-        header, n = _take_header(rows)  # rows numbered as the spreadsheet shows them
-        for i, values in enumerate(rows, start=n + 1):
-            if values is None or all(v is None for v in values):
-                continue
-            yield i, dict(zip(header, values))
-        wb.close()
+        try:  # closed also where the reader stops early (TooManyRecords)
+            ws = wb.worksheets[0]
+            rows = ws.iter_rows(values_only=True)
+            header, n = _take_header(rows)  # rows numbered as the spreadsheet shows them
+            for i, values in enumerate(rows, start=n + 1):
+                if values is None or all(v is None for v in values):
+                    continue
+                yield i, dict(zip(header, values))
+        finally:
+            wb.close()
     elif suffix in (".jsonl", ".ndjson"):
         for i, line in enumerate(_decode(path.read_bytes()).splitlines(), start=1):
             if not line.strip():
@@ -300,14 +324,19 @@ def parse_when(value: str) -> datetime:
     return dateparser.parse(value)
 
 
-def read_cases_file(path: Path) -> tuple[list[CaseRow], list[RowError]]:
+def read_cases_file(path: Path, *, max_records: int | None = None) -> tuple[list[CaseRow], list[RowError]]:
+    """The file's valid rows and its rejected ones. ``max_records``: stop with TooManyRecords after that many
+    non-empty rows, valid or not (the web page's bound: it counted only valid rows, after reading the whole file,
+    so a file of rejected rows cost minutes and gigabytes)."""
     path = Path(path)
     if not path.exists():
         raise CaseFileError(f"文件不存在 / file not found: {path}")
     rows: list[CaseRow] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
-    for n, rec in _records(path):
+    for count, (n, rec) in enumerate(_records(path), start=1):
+        if max_records is not None and count > max_records:
+            raise TooManyRecords(max_records)
         item = validate_record(n, rec)
         if isinstance(item, RowError):
             errors.append(item)
@@ -357,8 +386,8 @@ def infer_unit_types(rows: list[CaseRow], routing=None) -> int:
 
 def import_cases(path: Path, *, store: KnowledgeStore, embedder,
                  on_progress: Callable[[int], None] | None = None,
-                 on_total: Callable[[int], None] | None = None) -> ImportReport:
-    rows, errors = read_cases_file(path)
+                 on_total: Callable[[int], None] | None = None, max_records: int | None = None) -> ImportReport:
+    rows, errors = read_cases_file(path, max_records=max_records)
     inferred = infer_unit_types(rows)
     if on_total:
         on_total(len(rows))

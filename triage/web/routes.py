@@ -70,6 +70,8 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # The import page works synchronously: 1,000 rows take 15 s (68 passages/s) to ~80 s (a busy 2-core machine,
 # long replies). Bigger files go through `triage cases import`, which shows progress.
 MAX_SYNC_ROWS = 1000
+# Rows of any kind, rejected ones included, the page reads before it stops: the bound on its work.
+MAX_SYNC_RECORDS = 5 * MAX_SYNC_ROWS
 SHOWN_REJECTED = 500
 MULTIPART_OVERHEAD = 64 * 1024  # the form's own bytes around the file
 UPLOAD_SUFFIXES = (".csv", ".txt", ".xlsx", ".xlsm", ".jsonl", ".ndjson")
@@ -908,12 +910,14 @@ def import_form(request: Request, _: str = Depends(demo)) -> HTMLResponse:
 
 
 class TooManyRows(Exception):
-    def __init__(self, n: int):
+    """n: the file's valid rows; None where reading stopped at MAX_SYNC_RECORDS rows of any kind."""
+
+    def __init__(self, n: int | None):
         self.n = n
 
 
 def _run_import(app, path: Path) -> Any:
-    from triage.kb.cases import import_cases
+    from triage.kb.cases import TooManyRecords, import_cases
 
     _, store, embedder = _kb(app)
 
@@ -921,7 +925,11 @@ def _run_import(app, path: Path) -> Any:
         if n > MAX_SYNC_ROWS:
             raise TooManyRows(n)
 
-    report = import_cases(path, store=store, embedder=embedder, on_total=check_total)
+    try:
+        report = import_cases(path, store=store, embedder=embedder, on_total=check_total,
+                              max_records=MAX_SYNC_RECORDS)
+    except TooManyRecords:
+        raise TooManyRows(None) from None
     if report.imported:
         # The next suggestions should know these cases: retrain now (in the background), not at the next loop.
         from triage.classify.service import loaded_triager
@@ -994,7 +1002,8 @@ async def import_upload(request: Request, _: str = Depends(demo)) -> HTMLRespons
         try:
             report = await run_in_threadpool(_run_import, request.app, Path(tmp))
         except TooManyRows as exc:
-            return fail(413, f"文件共有 {exc.n} 条有效记录，超过网页导入的上限 {MAX_SYNC_ROWS} 条。请拆分文件分批导入，"
+            found = (f"文件共有 {exc.n} 条有效记录" if exc.n is not None else f"文件超过 {MAX_SYNC_RECORDS} 行")
+            return fail(413, f"{found}，超过网页导入的上限（有效记录 {MAX_SYNC_ROWS} 条）。请拆分文件分批导入，"
                              "或在服务器上用命令行 triage cases import（显示进度）。")
         except ImportError:
             return fail(503, "知识库功能尚未安装，无法导入。")
