@@ -177,3 +177,21 @@ def test_bad_gets_and_formats(client):
     j = client.post("/open311/v2/requests.json", json={"service_code": "air.cooking_fumes", "description": FUMES,
                                                        "address_string": "石潭路88号"})
     assert j.status_code == 201  # JSON bodies are accepted as a convenience
+
+
+def test_an_api_key_in_the_address_is_not_written_to_the_access_log(caplog):
+    """GeoReport clients send ?api_key=…: uvicorn's access line wrote the 720-hour token out whole."""
+    import logging
+
+    from triage.api.app import configure_logging
+
+    configure_logging("INFO")
+    access = logging.getLogger("uvicorn.access")
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:50000", "GET",
+                    "/open311/v2/requests.json?api_key=trg_LsUk13n82p04Z9&jurisdiction_id=junhe", "1.1", 200)
+    line = caplog.records[-1].getMessage()
+    assert "trg_LsUk13n82p04Z9" not in line
+    assert "/open311/v2/requests.json?api_key=***&jurisdiction_id=junhe" in line
+    configure_logging("INFO")  # configured twice (one app per test): one filter, not two
+    assert sum(type(f).__name__ == "RedactSecrets" for f in access.filters) == 1

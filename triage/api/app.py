@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -72,6 +73,22 @@ async def _retry_loop(app: FastAPI, interval: float | None) -> None:
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
 
+_SECRET_PARAM = re.compile(r"(?i)([?&](?:api_key|access_token|token)=)[^&\s]+")
+
+
+class RedactSecrets(logging.Filter):
+    """Open311 clients may pass their token as ``?api_key=`` (the GeoReport convention): uvicorn's access log
+    wrote it out whole, and an integration token lives 720 hours. The value is replaced before the line is
+    written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "=" in a for a in record.args):
+            record.args = tuple(_SECRET_PARAM.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str) and "=" in record.msg and not record.args:
+            record.msg = _SECRET_PARAM.sub(r"\1***", record.msg)
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Under uvicorn nothing set up logging: the service's warnings came out bare (no time, level or worker),
     its INFO lines (retries, retraining) were lost, and the model load wrote progress bars into the log. Where
@@ -87,6 +104,9 @@ def configure_logging(level: str = "INFO") -> None:
         log.warning("unknown TRIAGE_LOG_LEVEL %r: using INFO", level)
     for noisy in ("transformers", "sentence_transformers", "chromadb", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactSecrets) for f in access.filters):
+        access.addFilter(RedactSecrets())
     try:
         from transformers.utils import logging as hf_logging
 
