@@ -113,6 +113,10 @@ def check_password(password: str | None) -> str:
         raise InvalidInput(f"密码超过 {MAX_PASSWORD} 位 / password longer than {MAX_PASSWORD} characters")
     if "\x00" in p:
         raise InvalidInput("密码不能含 NUL 字符 / password must not contain NUL")
+    # Long is not enough: "1111111111" and "1234567890" passed, and are the first guesses of any attacker.
+    if p.isdigit() or len(set(p)) < 4:
+        raise InvalidInput("密码过于简单：不能全是数字，且至少含 4 个不同字符 / password too simple: not digits only, "
+                           "and at least 4 different characters")
     return p
 
 
