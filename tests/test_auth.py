@@ -168,6 +168,9 @@ def test_dispatcher_cannot_manage_users(anon, h, caplog):
                      headers=h["root"]).status_code == 409
     assert anon.post("/api/users", json={"username": "u2", "password": "short", "role": "dispatcher"},
                      headers=h["root"]).status_code == 422
+    for weak in ("1111111111", "1234567890", "aaaaabbbbb"):  # long enough, and the first guesses of anyone
+        r = anon.post("/api/users", json={"username": "u2", "password": weak, "role": "dispatcher"}, headers=h["root"])
+        assert r.status_code == 422 and "过于简单" in r.json()["detail"], weak
     assert anon.post("/api/users", json={"username": "u3", "password": PASSWORD, "role": "unit_staff"},
                      headers=h["root"]).status_code == 422  # unit staff need a unit
     assert [u["username"] for u in anon.get("/api/users", headers=h["root"]).json()][-1] == "新派单员"

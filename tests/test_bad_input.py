@@ -430,3 +430,22 @@ def test_dev_mode_answers_only_to_this_machines_names(tmp_path):
     assert named.get("/api/health", headers={"Host": "triage.office.example"}).status_code == 200
     token = TestClient(_dev_app(tmp_path / "t", allowed_hosts=None, auth_mode="token"))
     assert token.get("/api/health", headers={"Host": "triage.office.example"}).status_code == 200
+
+
+def test_pages_are_neither_cached_nor_framed_and_docs_need_no_cdn(client):
+    """Pages holding callers' numbers came with no cache or framing headers, and /docs loaded Swagger UI from
+    cdn.jsdelivr.net: blank on an intranet, and a third party's script in the service's own origin."""
+    for path in ("/", "/queue", "/api/queue", "/api/health"):
+        r = client.get(path)
+        assert r.headers["cache-control"] == "no-store", path
+        assert r.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in r.headers[
+            "content-security-policy"], path
+        assert r.headers["x-content-type-options"] == "nosniff", path
+    refused = client.post("/api/complaints", json={"text": "x"}, headers={"Origin": "http://evil.example"})
+    assert refused.status_code == 403 and refused.headers["x-frame-options"] == "DENY"
+    assert "no-store" not in client.get("/static/app.css").headers.get("cache-control", "")
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn.jsdelivr" not in docs.text and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    js = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    assert client.get("/openapi.json").json()["info"]["title"].startswith("12345")

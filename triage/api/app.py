@@ -188,7 +188,8 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
                 await asyncio.to_thread(triager.stop_background)
 
     app = FastAPI(title="12345 环境投诉分拣与办理", version=__version__, lifespan=lifespan,
-                  description="受理、分拣、派单、办理、答复、办结与统计。接口约定见 CONTRACT.md。")
+                  description="受理、分拣、派单、办理、答复、办结与统计。接口约定见 CONTRACT.md。",
+                  docs_url=None, redoc_url=None)  # /docs is mounted below with its assets served locally
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
@@ -270,6 +271,9 @@ def create_app(settings: Settings | None = None, *, retry_interval: float | None
 
     app.add_api_route("/api/health", health, methods=["HEAD"], include_in_schema=False)  # proxies check with HEAD
 
+    from triage.api.docs import mount_docs
     from triage.web.routes import mount_web  # the Chinese web pages (/, /complaints/…, /dashboard…) and /static
+
+    mount_docs(app)
     mount_web(app)
     return app

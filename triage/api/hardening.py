@@ -134,6 +134,37 @@ class CrossSiteGuard:
         await error_response(scope.get("path", ""), status, detail)(scope, receive, send)
 
 
+class SecurityHeaders:
+    """Pure ASGI middleware: headers every response gets. The pages carry callers' names and numbers: no browser
+    or proxy cache may keep them (static assets excepted), and no other site may frame them (a framed page can be
+    made to click for the user). nosniff: a text answer is never run as a script."""
+
+    CACHEABLE = ("/static/", "/docs-assets/")
+    HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+               (b"content-security-policy", b"frame-ancestors 'none'"), (b"referrer-policy", b"same-origin")]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cacheable = scope.get("path", "").startswith(self.CACHEABLE)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in self.HEADERS if k not in present]
+                if not cacheable and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def allowed_hosts(setting: str | None, auth_mode: str) -> frozenset[str] | None:
     """TRIAGE_ALLOWED_HOSTS read: None = any host."""
     if setting is None:
@@ -159,6 +190,7 @@ def error_response(path: str, status: int, detail: str, extra: dict | None = Non
 def install(app: FastAPI, *, max_body_bytes: int, hosts: frozenset[str] | None = None) -> None:
     app.add_middleware(BodySizeLimit, limit=max_body_bytes)
     app.add_middleware(CrossSiteGuard, allowed=hosts)
+    app.add_middleware(SecurityHeaders)  # outermost: refusals get the headers too
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
