@@ -556,3 +556,92 @@ def test_eval_scores_the_system_with_and_without_the_llm(tmp_path, monkeypatch):
     assert without["type_accuracy"] < 1.0, "the split no longer has an error for the LLM to fix"
     assert with_llm["type_accuracy"] > without["type_accuracy"]
     assert with_llm["unit_top3_accuracy"] >= without["unit_top3_accuracy"]
+
+
+# ------------------------------------------------------------------------------------------ eval inputs
+def _score_rows(*labels: tuple[str, str, str]) -> list[dict]:
+    return [{"row": i + 2, "text": "x", "pollution_type": t, "subtype": s, "unit_type": u}
+            for i, (t, s, u) in enumerate(labels)]
+
+
+def test_eval_scores_subtypes_only_where_the_test_file_knows_them():
+    from triage.classify.evaluate import score
+
+    # A TEST file without a subtype column: every environmental row was scored wrong (subtype 0.533, type 0.967).
+    rows = _score_rows(("noise", "", "public_security"), ("air", "", "urban_management"), ("not_environmental", "", ""))
+    out = score(rows, ["noise", "air", "not_environmental"], ["noise.social_life", "air.dust", ""],
+                ["public_security", "urban_management", ""], [[], [], []], None)
+    assert out["type_accuracy"] == 1.0 and out["subtype_accuracy"] is None
+    rows = _score_rows(("noise", "noise.social_life", ""), ("air", "", ""), ("not_environmental", "", ""))
+    out = score(rows, ["noise", "air", "not_environmental"], ["noise.construction", "air.dust", ""], ["", "", ""],
+                [[], [], []], None)
+    assert out["subtype_accuracy"] == 0.5  # the noise row (wrong) and the not_environmental one (right)
+
+
+def test_eval_reads_test_labels_as_the_import_does(tmp_path):
+    from triage.classify.evaluate import read_test_rows
+
+    path = tmp_path / "test.csv"
+    path.write_text("order_id,text,pollution_type,subtype,unit_type\n"
+                    "1,工地夜间施工,NOISE , Noise.Construction,URBAN_MANAGEMENT\n"
+                    "2,烧烤油烟,,air.cooking_fumes,urban_management\n"
+                    "3,户口咨询,not_environmental,not_environmental,Dispatch_Center\n"
+                    "4,光污染,light,,city_admin\n", encoding="utf-8")
+    unknown: dict = {}
+    rows = read_test_rows(path, unknown=unknown)
+    assert [(r["pollution_type"], r["subtype"], r["unit_type"]) for r in rows] == [
+        ("noise", "noise.construction", "urban_management"), ("air", "air.cooking_fumes", "urban_management"),
+        ("not_environmental", "", "dispatch_center"), ("light", "", "city_admin")]
+    assert unknown == {"pollution_type": {"light"}, "unit_type": {"city_admin"}}
+
+
+@pytest.mark.skipif(not HAIKOU.exists(), reason="../shared/data is absent")
+def test_eval_trains_both_sides_on_the_rows_the_import_keeps(tmp_path, embedder, monkeypatch, caplog):
+    """Rows the import refuses (an unknown label, a repeated order_id) were dropped by the system and taught to
+    the baseline, silently: the two sides learnt from different TRAINs."""
+    from triage.classify import evaluate as ev
+
+    _eval_split(tmp_path)
+    with (tmp_path / "train.csv").open(encoding="utf-8") as f:
+        header, *body = list(csv.reader(f))
+    col = {name: i for i, name in enumerate(header)}
+    extra = []
+    for i, row in enumerate(body[:6]):
+        bad = list(row)
+        if i < 3:
+            bad[col["order_id"]], bad[col["pollution_type"]] = f"BAD-{i}", "light"
+        # else: the same order_id again (a second export of the same order)
+        extra.append(bad)
+    with (tmp_path / "train.csv").open("a", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(extra)
+    seen: list[int] = []
+    fit = ev.Baseline.fit
+    monkeypatch.setattr(ev.Baseline, "fit", lambda self, texts, *a: (seen.append(len(texts)), fit(self, texts, *a))[1])
+    out = ev.evaluate(tmp_path / "train.csv", tmp_path / "test.csv", settings=Settings(data_dir=tmp_path),
+                      embedder=embedder, tune=False)
+    assert seen == [160]  # the 160 rows the system stored, not 166
+    assert "6 of 166 rows are left out of training" in caplog.text and "light" in caplog.text
+    assert out["n_test"] == 40 and out["system"]["type_accuracy"] >= 0.6
+
+
+def test_eval_checks_the_predictions_folder_first(tmp_path):
+    from typer.testing import CliRunner
+
+    from triage.cli import app
+
+    (tmp_path / "t.csv").write_text("text\n工地噪音\n", encoding="utf-8")
+    r = CliRunner().invoke(app, ["eval", "--cases", str(tmp_path / "t.csv"), "--test", str(tmp_path / "t.csv"),
+                                 "--predictions", str(tmp_path / "missing" / "p.csv")])
+    assert r.exit_code == 2 and "无法写入预测文件" in r.output
+
+
+def test_eval_builds_a_missing_model_in_its_temporary_directory(tmp_path):
+    from triage.classify.evaluate import _model_cache_or_temp
+    from triage.embeddings import default_model_dir, onnx_path_for
+
+    fresh = Settings(data_dir=tmp_path, model_cache_dir=tmp_path / "empty-cache")
+    assert _model_cache_or_temp(fresh, tmp_path / "t").model_cache_dir == tmp_path / "t" / "models"
+    ready = Settings(data_dir=tmp_path)  # the machine's cache, built by the suite's first embedder
+    model = default_model_dir(ready)
+    if (model / "modules.json").exists() and onnx_path_for(model, ready).exists():
+        assert _model_cache_or_temp(ready, tmp_path / "t").model_cache_dir == ready.model_cache_dir

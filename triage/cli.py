@@ -27,7 +27,8 @@ app.add_typer(cases_app, name="cases")
 demo_app = typer.Typer(help="演示数据 / the demo set loaded on first start", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 console = Console()
-err = Console(stderr=True)
+# soft_wrap: a message stays one line in a log or a pipe (rich wrapped it at 80 columns off a terminal).
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _kb_app():
@@ -219,6 +220,9 @@ def eval_command(
     for p in (cases, test):
         if not p.exists():
             _fail(f"文件不存在 / file not found: {p}", 2)
+    if predictions is not None and not (predictions.parent.is_dir() and os.access(predictions.parent, os.W_OK)):
+        # Checked first: it was found out only after the whole run, with a traceback, and the figures were lost.
+        _fail(f"无法写入预测文件：目录 {predictions.parent} 不存在或不可写 / cannot write --predictions there", 2)
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as progress:

@@ -18,7 +18,7 @@ from triage.settings import get_settings
 db_app = typer.Typer(help="数据库结构迁移 / database schema migrations (Alembic)", no_args_is_help=True)
 users_app = typer.Typer(help="用户与令牌 / users and API tokens", no_args_is_help=True)
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one line per message, as triage/cli.py
 
 
 def _engine():

@@ -1,6 +1,9 @@
 """`triage eval`: the system against a TF-IDF + logistic-regression baseline, both trained on the same TRAIN.
 
-Everything happens in a temporary directory: a fresh Chroma with the project's own knowledge plus TRAIN's cases.
+Everything happens in a temporary directory: a fresh Chroma with the project's own knowledge plus TRAIN's cases,
+and the embedding model too where the machine's model cache does not hold it yet (CONTRACT.md: eval writes
+nowhere but there and OUT). Both sides learn from the same TRAIN rows: those `triage cases import` would store
+(a row it rejects, or a repeated order_id, was taught to the baseline only). Rows left out are counted on stderr.
 """
 
 from __future__ import annotations
@@ -18,18 +21,26 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from triage.embeddings import complaint_for_embedding
-from triage.kb.cases import _cell, _records, import_cases
+from triage.kb.cases import _cell, _records, infer_unit_types, read_cases_file, store_cases
 from triage.kb.store import KnowledgeStore, make_client
 from triage.settings import Settings
-from triage.taxonomy import NON_ROUTING_UNITS, NOT_ENV
+from triage.taxonomy import NON_ROUTING_UNITS, NOT_ENV, UNIT_TYPES, get_taxonomy
 
 log = logging.getLogger(__name__)
 MIN_CLASS_ROWS_F1 = 5
 
 
-def read_test_rows(path: Path, *, skipped: list[int] | None = None) -> list[dict[str, str]]:
+def read_test_rows(path: Path, *, skipped: list[int] | None = None,
+                   unknown: dict[str, set[str]] | None = None) -> list[dict[str, str]]:
     """The rows with text, each with ``row``: its line in the file as a spreadsheet numbers it (the header is
-    row 1). Row numbers without text are appended to ``skipped`` when given."""
+    row 1). Row numbers without text are appended to ``skipped`` when given.
+
+    Labels are read as the import reads them: case and spaces do not matter ("NOISE"), and a row with a subtype
+    but no type gets the subtype's type. A label that is no code of LABELS.md is kept as it is (it can only be
+    scored wrong) and listed in ``unknown`` (label column → values), so the caller can say so."""
+    tax = get_taxonomy()
+    codes = {"pollution_type": set(tax.types) | {NOT_ENV}, "subtype": set(tax.subtypes) | {NOT_ENV},
+             "unit_type": set(UNIT_TYPES)}
     rows = []
     for n, rec in _records(Path(path)):
         text, title = _cell(rec, "text"), _cell(rec, "title")
@@ -39,8 +50,15 @@ def read_test_rows(path: Path, *, skipped: list[int] | None = None) -> list[dict
             if skipped is not None:
                 skipped.append(n)
             continue
-        rows.append({"row": n, "text": text, "pollution_type": _cell(rec, "pollution_type"),
-                     "subtype": _cell(rec, "subtype"), "unit_type": _cell(rec, "unit_type")})
+        labels = {k: _cell(rec, k).strip().lower() for k in codes}
+        if labels["subtype"] == NOT_ENV:
+            labels["subtype"] = ""  # LABELS.md's not_environmental has no subtype; the system answers ""
+        if not labels["pollution_type"] and labels["subtype"] in tax.subtypes:
+            labels["pollution_type"] = tax.type_of(labels["subtype"])
+        for k, v in labels.items():
+            if v and v not in codes[k] and unknown is not None:
+                unknown.setdefault(k, set()).add(v)
+        rows.append({"row": n, "text": text, **labels})
     return rows
 
 
@@ -93,7 +111,12 @@ def score(rows: list[dict], types: list[str], subtypes: list[str] | None, units:
     out["type_macro_f1"] = (float(f1_score([truth[i] for i in lab], [types[i] for i in lab], labels=f1_classes,
                                            average="macro", zero_division=0)) if f1_classes else None)
     if subtypes is not None:
-        out["subtype_accuracy"] = acc(lab, subtypes, [r["subtype"] for r in rows])
+        # Over the rows whose subtype is known: a file without a subtype column scored every environmental row
+        # wrong (subtype 0.533 beside type 0.967). A not_environmental row has none to know.
+        sub_rows = [i for i in lab if rows[i]["subtype"] or truth[i] == NOT_ENV]
+        if not any(rows[i]["subtype"] for i in sub_rows):
+            sub_rows = []
+        out["subtype_accuracy"] = acc(sub_rows, subtypes, [r["subtype"] for r in rows])
     unit_rows = [i for i, r in enumerate(rows) if r["unit_type"] and r["unit_type"] not in NON_ROUTING_UNITS]
     gold_units = [r["unit_type"] for r in rows]
     out["unit_accuracy"] = acc(unit_rows, units, gold_units)
@@ -110,6 +133,22 @@ def score(rows: list[dict], types: list[str], subtypes: list[str] | None, units:
     return out
 
 
+def _model_cache_or_temp(settings: Settings, tmp: Path) -> Settings:
+    """The settings to load the embedding model with: the machine's model cache where it already holds the model
+    (and its ONNX export, with that backend), else a cache under ``tmp``, discarded with it. The first eval on a
+    fresh machine built both into ~/.cache, outside the temporary directory the contract allows."""
+    from triage.embeddings import default_model_dir, onnx_path_for
+
+    model = Path(settings.embedding_model).expanduser() if settings.embedding_model else default_model_dir(settings)
+    ready = (model / "modules.json").exists() and (
+        settings.embedding_backend != "onnx" or onnx_path_for(model, settings).exists())
+    if ready:
+        return settings
+    log.warning("the model cache %s does not hold the embedding model yet: building it in the temporary "
+                "directory for this run (run `triage init` once to keep it)", settings.model_cache_dir)
+    return settings.model_copy(update={"model_cache_dir": tmp / "models"})
+
+
 def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path | None = None,
              embedder=None, progress=None, tune: bool = True, tune_progress=None,
              keep_tuned: Path | None = None) -> dict[str, Any]:
@@ -119,15 +158,30 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
     from triage.classify.service import Triager
     from triage.embeddings import get_embedder
 
-    embedder = embedder or get_embedder(settings)
     skipped: list[int] = []
-    rows = read_test_rows(test, skipped=skipped)
+    unknown: dict[str, set[str]] = {}
+    rows = read_test_rows(test, skipped=skipped, unknown=unknown)
     if skipped:
         log.warning("%s: %d rows without text are not classified (rows %s)", test, len(skipped),
                     ", ".join(map(str, skipped[:20])) + (" …" if len(skipped) > 20 else ""))
+    for column, values in sorted(unknown.items()):
+        log.warning("%s: %s values that are no LABELS.md code are scored as wrong: %s", test, column,
+                    ", ".join(sorted(values)[:10]) + (" …" if len(values) > 10 else ""))
     if not rows:
         raise ValueError(f"{test}: no test rows with text")
+    train_rows, rejected = read_cases_file(Path(train))
+    if not train_rows:
+        raise ValueError(f"{train}: no usable training cases ({len(rejected)} rejected)")
+    if rejected:
+        log.warning("%s: %d of %d rows are left out of training, for the system and the baseline alike (as "
+                    "`triage cases import` would refuse them): %s", train, len(rejected),
+                    len(rejected) + len(train_rows),
+                    "; ".join(f"row {e.row}: {e.reason}" for e in rejected[:5]) + (" …" if len(rejected) > 5 else ""))
+    infer_unit_types(train_rows)
     with tempfile.TemporaryDirectory(prefix="triage-eval-") as tmp:
+        if embedder is None:
+            settings = _model_cache_or_temp(settings, Path(tmp))
+            embedder = get_embedder(settings)
         store = KnowledgeStore(make_client(Settings(data_dir=Path(tmp), chroma=str(Path(tmp) / "chroma"))))
         try:
             from triage.kb.regulations import ingest_default_knowledge
@@ -135,9 +189,7 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
             ingest_default_knowledge(settings, store=store, embedder=embedder)
         except ImportError:
             log.warning("regulation digest not available: evaluating without it")
-        report = import_cases(Path(train), store=store, embedder=embedder)
-        if report.imported == 0:
-            raise ValueError(f"{train}: no usable training cases ({len(report.rejected)} rejected)")
+        store_cases(train_rows, store=store, embedder=embedder)
         tuned = None
         if tune:
             from triage.classify.tuning import MIN_TUNING_CASES, fine_tune, labelled_cases, open_tuned_encoder
@@ -175,11 +227,10 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
             if progress:
                 progress(i + 1, len(rows))
         per = (time.perf_counter() - t0) / len(rows)
-        # The baseline learns what the system learns: types from labelled rows only (an unlabelled row is not
-        # a not_environmental one), units from every row that names one.
-        train_rows = read_test_rows(train)
-        base = Baseline().fit([r["text"] for r in train_rows], [r["pollution_type"] for r in train_rows],
-                              [r["unit_type"] for r in train_rows])
+        # The baseline learns what the system learns, from the same rows: types from labelled rows only (an
+        # unlabelled row is not a not_environmental one), units from every row that names one.
+        base = Baseline().fit([r.text for r in train_rows], [r.pollution_type for r in train_rows],
+                              [r.unit_type for r in train_rows])
         t1 = time.perf_counter()
         b_types, b_units, b_top3 = base.predict(texts)
         b_per = (time.perf_counter() - t1) / len(rows)

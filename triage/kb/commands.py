@@ -35,7 +35,7 @@ TEXT_PREVIEW = 60
 
 
 def _err() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def open_knowledge_base(settings: Settings):
