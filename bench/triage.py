@@ -206,9 +206,11 @@ def main() -> None:
             tr, te = Path(tmp) / "train.csv", Path(tmp) / "test.csv"
             write_rows(tr, header, [rows[i] for i in a])
             write_rows(te, header, [rows[i] for i in b])
-            ablation.append(evaluate(tr, te, settings=settings, embedder=emb, tune=False))
             folds.append(evaluate(tr, te, settings=settings, embedder=emb, predictions=pred_path,
                                   tune=not args.no_tune))
+            # Without tuning the system is its own ablation: the same run twice only cost time.
+            ablation.append(folds[-1] if args.no_tune else evaluate(tr, te, settings=settings, embedder=emb,
+                                                                    tune=False))
             fold_rows, fold_pred = predicted_rows(te, pred_path)
             cv_rows += fold_rows
             cv_pred += fold_pred
@@ -217,9 +219,10 @@ def main() -> None:
                           f"baseline {folds[-1]['baseline']['type_accuracy']:.3f})")
         cold = cold_ablation = None
         if TAIDI.exists():
-            cold_ablation = evaluate(HAIKOU, TAIDI, settings=settings, embedder=emb, tune=False)
             cold = evaluate(HAIKOU, TAIDI, settings=settings, embedder=emb, predictions=pred_path,
                             tune=not args.no_tune, keep_tuned=tuned_dir)
+            cold_ablation = cold if args.no_tune else evaluate(HAIKOU, TAIDI, settings=settings, embedder=emb,
+                                                               tune=False)
             cold_rows, cold_pred = predicted_rows(TAIDI, pred_path)
 
     def mean(side: str, key: str, runs: list[dict]) -> str:
