@@ -414,6 +414,35 @@ def test_reingest_of_an_edited_file_updates_and_removes_stale_chunks(kb_store, t
     assert kb_store.count(REGULATIONS) == 2
 
 
+def test_a_new_version_of_a_law_ends_the_earlier_one(kb_store, tmp_path):
+    """An amended local regulation ingested as a new file beside the old one left both in force: a reply could
+    cite the superseded text. The earlier version now ends the day the new one takes effect."""
+    from triage.kb.regulations import in_force
+
+    local = tmp_path / "laws" / "local"
+    local.mkdir(parents=True)
+    old = "# 广东省测试污染防治条例\n\n本条例自2019年3月1日起施行。\n\n第一条 旧的规定。\n\n第二条 旧的第二条。\n"
+    (local / "广东省测试污染防治条例(2019-01-01).md").write_text(old, encoding="utf-8")
+    first = ingest_paths([local.parent], store=kb_store, embedder=FakeEmbedder(), progress=False)
+    assert first.superseded == []
+    new = "# 广东省测试污染防治条例\n\n本条例自2023年1月1日起施行。\n\n第一条 新的规定。\n\n第二条 新的第二条。\n"
+    (local / "广东省测试污染防治条例(2022-11-30).md").write_text(new, encoding="utf-8")
+    second = ingest_paths([local.parent], store=kb_store, embedder=FakeEmbedder(), progress=False)
+    assert second.superseded == ["广东省测试污染防治条例 2019-03-01 → 2023-01-01"]
+    got = kb_store.collection(REGULATIONS).get(include=["metadatas", "documents"])
+    rows = {(m["effective"], d[:4]): m for m, d in zip(got["metadatas"], got["documents"])}
+    assert {k: (m["repealed"], m["level"]) for k, m in rows.items()} == {
+        ("2019-03-01", "旧的规定"): ("2023-01-01", "local"), ("2019-03-01", "旧的第二"): ("2023-01-01", "local"),
+        ("2023-01-01", "新的规定"): ("", "local"), ("2023-01-01", "新的第二"): ("", "local")}
+    old_meta, new_meta = rows[("2019-03-01", "旧的规定")], rows[("2023-01-01", "新的规定")]
+    assert in_force(old_meta, date(2022, 12, 31)) and not in_force(old_meta, date(2023, 1, 1))
+    assert in_force(new_meta, date(2023, 1, 1)) and not in_force(new_meta, date(2022, 12, 31))
+    # Ingesting again changes nothing and re-embeds nothing.
+    emb = FakeEmbedder()
+    third = ingest_paths([local.parent], store=kb_store, embedder=emb, progress=False)
+    assert third.superseded == [] and emb.embedded == 0 and third.unchanged == 4
+
+
 def test_ingest_missing_path_raises(kb_store, tmp_path):
     with pytest.raises(FileNotFoundError):
         ingest_paths([tmp_path / "nope"], store=kb_store, embedder=FakeEmbedder(), progress=False)

@@ -110,6 +110,8 @@ def ingest_command(
         _err().print(f"[red]写入知识库失败：{exc}[/red]")
         raise typer.Exit(1) from None
     Console().print(_summary(report))
+    for line in report.superseded:
+        Console().print(f"旧版本自新版本施行之日起失效 / earlier version ended: {line}")
     for skipped in report.skipped:
         _err().print(f"[yellow]未找到条文，已跳过：{skipped}[/yellow]")
 

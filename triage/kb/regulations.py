@@ -216,6 +216,7 @@ class IngestReport:
     unchanged: int = 0  # same id and same content hash: not re-embedded
     updated: int = 0  # same id, new content
     removed: int = 0  # ids of an ingested file that its new version no longer has
+    superseded: list[str] = field(default_factory=list)  # "law (effective → until)": earlier versions now ended
     seconds: float = 0.0
     laws: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # files without any article
@@ -890,11 +891,45 @@ def ingest_paths(paths: Iterable[Path | str], *, store: KnowledgeStore, embedder
     finally:
         if bar is not None:
             bar.stop()
+    report.superseded = end_superseded_versions(store, {pf.law for pf in parsed if pf.kind == STATUTE and pf.chunks})
     report.seconds = round(time.perf_counter() - started, 2)
     log.info("ingested %d files: %d articles, %d chunks (%d added, %d updated, %d unchanged, %d removed) in %.1fs",
              report.files, report.articles, report.chunks, report.added, report.updated, report.unchanged,
              report.removed, report.seconds)
     return report
+
+
+def end_superseded_versions(store: KnowledgeStore, laws: Iterable[str]) -> list[str]:
+    """Each earlier version of these laws ends where the next one takes effect (its ``repealed`` set to that
+    date, unless it ended earlier already): an amended local regulation, ingested as a new file beside the old
+    one, left both in force, so replies could cite the superseded text. Versions are told apart by their
+    ``effective`` date; the several files of one law (the Code's parts) share it. Returns what changed, as
+    "law effective → until" lines."""
+    col = store.collection(REGULATIONS)
+    changed: list[str] = []
+    for law in sorted(set(laws)):
+        res = col.get(where={"$and": [{"law": law}, {"source": STATUTE}]}, include=["metadatas"])
+        by_start: dict[str, list[tuple[str, dict]]] = {}
+        for id_, meta in zip(res["ids"], res["metadatas"]):
+            if meta and meta.get("effective"):
+                by_start.setdefault(str(meta["effective"]), []).append((id_, meta))
+        starts = sorted(by_start)
+        for start, successor in zip(starts, starts[1:]):
+            ids, metas = [], []
+            for id_, meta in by_start[start]:
+                ends = str(meta.get("repealed") or "")
+                if ends and ends <= successor:
+                    continue  # it ended before the next version began
+                level = "repealed" if meta.get("level") == "national" else meta.get("level")
+                ids.append(id_)
+                metas.append({**meta, "repealed": successor, "level": level})
+            if ids:
+                for i in range(0, len(ids), 500):
+                    col.update(ids=ids[i:i + 500], metadatas=metas[i:i + 500])
+                changed.append(f"{law} {start} → {successor}")
+                log.info("%s: the version in force from %s ends on %s, when the next one takes effect",
+                         law, start, successor)
+    return changed
 
 
 def default_knowledge_dir(settings) -> Path:
