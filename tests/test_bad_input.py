@@ -262,7 +262,18 @@ IMPORTS = [
     ("JSONL garbage lines", "bad.jsonl", '{"order_id":"G1","text":"工地夜间施工噪音"}\n[1]\n{oops\n'.encode()
      + b'{"text":' + b"[" * 50_000 + b"]" * 50_000 + b"}\n", None, {2: "object", 3: "JSON", 4: "deep"}, {"G1"}),
     ("unsupported type", "cases.pdf", b"%PDF-1.7", "CSV, XLSX or JSONL", {}, set()),
+    # Codes in capitals, and not_environmental repeated as the subtype, are the codes (they were refused).
+    ("codes in any case", "case.csv", (HDR + "U1,饭店油烟直排, AIR ,URBAN_MANAGEMENT,\nU2,户口迁移咨询,"
+                                       "Not_Environmental,,\n").encode(), None, {}, {"U1", "U2"}),
 ]
+
+
+def test_not_environmental_repeated_as_the_subtype_is_read_as_no_subtype():
+    from triage.kb.cases import CaseRow, validate_record
+
+    row = validate_record(2, {"text": "户口迁移咨询", "pollution_type": "not_environmental",
+                              "subtype": "not_environmental"})
+    assert isinstance(row, CaseRow) and (row.pollution_type, row.subtype) == ("not_environmental", "")
 
 
 def _xlsx(path: Path) -> Path:

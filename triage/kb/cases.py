@@ -281,7 +281,10 @@ def validate_record(row: int, rec: dict[str, Any]) -> CaseRow | RowError:
     bad = _BAD_CHARS.search(text)
     if bad:
         return RowError(row, f"text 含控制字符 U+{ord(bad.group()):04X} / text contains a control character")
-    ptype, subtype, unit = _cell(rec, "pollution_type"), _cell(rec, "subtype"), _cell(rec, "unit_type")
+    # Codes in any case ("NOISE", as a spreadsheet's autocorrect or an export may write them).
+    ptype, subtype, unit = (_cell(rec, k).lower() for k in ("pollution_type", "subtype", "unit_type"))
+    if subtype == NOT_ENV and ptype in ("", NOT_ENV):  # a not-ours order has no subtype; some files repeat the type
+        ptype, subtype = NOT_ENV, ""
     if ptype and ptype not in tax.types:
         return RowError(row, f"未知的 pollution_type '{ptype}' / unknown pollution_type")
     if subtype and not tax.is_valid(ptype or tax.type_of(subtype), subtype):
