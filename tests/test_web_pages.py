@@ -147,6 +147,20 @@ def test_case_page_shows_suggestion_evidence_and_timeline(app, client):
                  "采纳建议并派单", "改判后派单"):
         assert part in html, part
     assert "退单 / 延期" not in html  # not assigned yet
+    assert "大模型" not in html  # the LLM member is off: nothing said about it
+
+
+def test_case_page_says_whether_the_llm_member_took_part(app, client, monkeypatch):
+    from triage.api import deps
+
+    triager = app.dependency_overrides[deps.get_triager]()
+    plain = triager.suggest
+    for llm, shown in (("qwen2.5-7b/classify-2026-11-28.1", "参与了类型判断（qwen2.5-7b/classify-2026-11-28.1）"),
+                       ("未参与：unavailable: 响应超时", "未参与：unavailable: 响应超时，本建议未采用大模型意见")):
+        monkeypatch.setattr(triager, "suggest", lambda text, llm=llm, **kw: plain(text, **kw).model_copy(
+            update={"versions": {"model": "fake", "llm": llm}}))
+        cid = intake(client, NOISE + llm)
+        assert shown in client.get(f"/complaints/{cid}").text
 
 
 def test_accept_then_override_elsewhere_and_refusals_keep_the_form(app, client):
