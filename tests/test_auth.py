@@ -118,9 +118,28 @@ def test_failed_logins_are_throttled(anon, token_app, caplog):
     # One address trying many names is slowed too (a password sprayed across accounts never was).
     sprayer = TestClient(token_app, client=("10.0.0.66", 50000))
     codes = [sprayer.post("/api/auth/token", json={"username": f"user{i}", "password": "Spring2026!!"}).status_code
-             for i in range(21)]
-    assert codes[:20] == [401] * 20 and codes[20] == 429
+             for i in range(51)]
+    assert codes[:50] == [401] * 50 and codes[50] == 429
     assert sprayer.post("/api/auth/token", json={"username": "disp", "password": PASSWORD}).status_code == 429
+
+
+def test_simultaneous_guesses_count_before_they_are_checked(token_app):
+    """Forty guesses sent at once for one name all got 401, none 429: each passed the check before any failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def guess(_):
+        with token_app.state.session_factory() as session:
+            try:
+                service.authenticate(session, username="boss", password="wrong wrong wrong", client="10.0.0.9")
+            except service.DomainError as exc:
+                return exc.status_code
+            return 200
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(guess, range(20)))
+    assert codes.count(401) == 5 and codes.count(429) == 15
+    with token_app.state.session_factory() as session:  # the owner, elsewhere, is not locked out
+        assert service.authenticate(session, username="boss", password=PASSWORD, client="10.0.0.7").username == "boss"
 
 
 def test_token_lifecycle_logout_expiry_deactivation(anon, token_app, clock):
@@ -168,8 +187,10 @@ def test_dispatcher_cannot_manage_users(anon, h, caplog):
                      headers=h["root"]).status_code == 409
     assert anon.post("/api/users", json={"username": "u2", "password": "short", "role": "dispatcher"},
                      headers=h["root"]).status_code == 422
-    for weak in ("1111111111", "1234567890", "aaaaabbbbb"):  # long enough, and the first guesses of anyone
-        r = anon.post("/api/users", json={"username": "u2", "password": weak, "role": "dispatcher"}, headers=h["root"])
+    for weak in ("1111111111", "1234567890", "aaaaabbbbb", "password123", "qwertyuiop", "zhangwei2026"):
+        # long enough, and among the first guesses of anyone (the last is the user's own name and the year)
+        r = anon.post("/api/users", json={"username": "zhangwei", "password": weak, "role": "dispatcher"},
+                      headers=h["root"])
         assert r.status_code == 422 and "过于简单" in r.json()["detail"], weak
     assert anon.post("/api/users", json={"username": "u3", "password": PASSWORD, "role": "unit_staff"},
                      headers=h["root"]).status_code == 422  # unit staff need a unit
