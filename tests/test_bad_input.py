@@ -424,6 +424,18 @@ def test_a_page_on_another_site_cannot_act_through_the_users_browser(client, app
                                 "X-Forwarded-Host": "triage.office.example"}).status_code == 201
     assert client.post("/api/complaints", json={"text": "河涌有污水直排"}).status_code == 201
     assert client.get("/queue", headers=evil).status_code == 200  # reading is not acting
+    # Behind a proxy on another port (nginx's $host drops the port), or naming the default port, or with a chain
+    # of forwarded hosts, the service's own pages still work; look-alikes do not.
+    site = {"Host": "127.0.0.1:8000"}
+    for origin, extra, code in [
+            ("https://triage.office:8443", {"X-Forwarded-Host": "triage.office:8443, proxy2.office"}, 201),
+            ("https://localhost", {"Host": "localhost:443"}, 201),
+            ("http://triage.office:8443", {"X-Forwarded-Host": "triage.office"}, 403),  # another port
+            ("http://127.0.0.1:8000@evil.example", {}, 403), ("http://127.0.0.1.evil.example:8000", {}, 403),
+            ("null", {}, 403), ("HTTP://127.0.0.1:8000", {}, 201)]:
+        r = client.post("/api/complaints", json={"text": f"工地夜间施工噪音 {origin}"},
+                        headers={**site, **extra, "Origin": origin})
+        assert r.status_code == code, (origin, extra, r.text)
 
 
 def test_dev_mode_answers_only_to_this_machines_names(tmp_path):
@@ -437,8 +449,10 @@ def test_dev_mode_answers_only_to_this_machines_names(tmp_path):
     r = dev.get("/api/queue", headers={"Host": "attacker.example:8000"})
     assert r.status_code == 400 and "TRIAGE_ALLOWED_HOSTS" in r.json()["detail"]
     # The names an office adds, or any in token mode (where every request carries a token).
-    named = TestClient(_dev_app(tmp_path / "n", allowed_hosts="triage.office.example"))
-    assert named.get("/api/health", headers={"Host": "triage.office.example"}).status_code == 200
+    named = TestClient(_dev_app(tmp_path / "n", allowed_hosts="http://triage.office.example:8000/"))
+    assert named.get("/api/health", headers={"Host": "triage.office.example:8000"}).status_code == 200
+    assert named.get("/api/health", headers={"Host": "localhost:8000"}).status_code == 200  # still this machine
+    assert named.get("/api/health", headers={"Host": "attacker.example"}).status_code == 400
     token = TestClient(_dev_app(tmp_path / "t", allowed_hosts=None, auth_mode="token"))
     assert token.get("/api/health", headers={"Host": "triage.office.example"}).status_code == 200
 
@@ -459,4 +473,6 @@ def test_pages_are_neither_cached_nor_framed_and_docs_need_no_cdn(client):
     assert docs.status_code == 200 and "cdn.jsdelivr" not in docs.text and "/docs-assets/swagger-ui-bundle.js" in docs.text
     js = client.get("/docs-assets/swagger-ui-bundle.js")
     assert js.status_code == 200 and len(js.content) > 100_000
+    assert client.get("/docs-assets/index.html").status_code == 404  # the package's stock petstore page
+    assert client.get("/docs-assets/swagger-initializer.js").status_code == 404
     assert client.get("/openapi.json").json()["info"]["title"].startswith("12345")

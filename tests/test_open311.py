@@ -193,5 +193,10 @@ def test_an_api_key_in_the_address_is_not_written_to_the_access_log(caplog):
     line = caplog.records[-1].getMessage()
     assert "trg_LsUk13n82p04Z9" not in line
     assert "/open311/v2/requests.json?api_key=***&jurisdiction_id=junhe" in line
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):  # the name URL-encoded is still the key
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:50000", "GET",
+                    "/open311/v2/requests.json?status=open&api%5Fkey=trg_Secret2&%61pi_key=trg_Secret3", "1.1", 200)
+    line = caplog.records[-1].getMessage()
+    assert "trg_Secret" not in line and "status=open" in line
     configure_logging("INFO")  # configured twice (one app per test): one filter, not two
     assert sum(type(f).__name__ == "RedactSecrets" for f in access.filters) == 1

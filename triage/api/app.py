@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from urllib.parse import unquote
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -73,7 +74,17 @@ async def _retry_loop(app: FastAPI, interval: float | None) -> None:
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
 
-_SECRET_PARAM = re.compile(r"(?i)([?&](?:api_key|access_token|token)=)[^&\s]+")
+_QUERY_PARAM = re.compile(r"([?&])([^=&\s]+)=([^&\s]*)")
+SECRET_PARAMS = {"api_key", "access_token", "token"}
+
+
+def _redact(text: str) -> str:
+    """The value of a secret query parameter replaced by ***; the name is compared URL-decoded (api%5Fkey is the
+    app's api_key too)."""
+    def one(m: re.Match) -> str:
+        return f"{m.group(1)}{m.group(2)}=***" if unquote(m.group(2)).lower() in SECRET_PARAMS else m.group(0)
+
+    return _QUERY_PARAM.sub(one, text)
 
 
 class RedactSecrets(logging.Filter):
@@ -83,9 +94,9 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(isinstance(a, str) and "=" in a for a in record.args):
-            record.args = tuple(_SECRET_PARAM.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_redact(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.msg, str) and "=" in record.msg and not record.args:
-            record.msg = _SECRET_PARAM.sub(r"\1***", record.msg)
+            record.msg = _redact(record.msg)
         return True
 
 

@@ -84,11 +84,24 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def host_name(netloc: str) -> str:
-    """"example.org:8000" → "example.org", "[::1]:8000" → "::1"."""
+    """"example.org:8000" → "example.org", "[::1]:8000" → "::1", "http://example.org/" → "example.org"."""
     try:
-        return (urlsplit(f"//{netloc}").hostname or "").lower()
+        return (urlsplit(netloc if "//" in netloc else f"//{netloc}").hostname or "").lower()
     except ValueError:
         return ""
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _site(netloc: str, scheme: str) -> tuple[str, int | None]:
+    """(host, port) with the scheme's default port filled in: "triage.office" and "triage.office:443" are one
+    site over https."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        return (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return "", None
 
 
 class CrossSiteGuard:
@@ -112,22 +125,38 @@ class CrossSiteGuard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
         host = headers.get("host", "")
-        if self.allowed is not None and host_name(host) not in self.allowed:
+        # No Host at all (an HTTP/1.0 health check) is no browser's request: DNS rebinding always carries one.
+        if self.allowed is not None and host and host_name(host) not in self.allowed:
             await self._refuse(scope, receive, send, 400, (
                 f"主机名 {host_name(host) or host!r} 不在本服务允许的范围内（TRIAGE_ALLOWED_HOSTS） / host not "
                 "allowed; set TRIAGE_ALLOWED_HOSTS to the names the service is reached by"))
             return
         if scope.get("method", "GET") not in SAFE_METHODS:
             source = headers.get("origin") or headers.get("referer")
-            if source:
-                sent_from = "null" if source == "null" else urlsplit(source).netloc.lower()
-                addressed = {host.lower(), headers.get("x-forwarded-host", "").lower()} - {""}
-                if sent_from not in addressed:
-                    await self._refuse(scope, receive, send, 403, (
-                        f"拒绝来自其他网站（{sent_from}）的操作请求 / cross-site request refused: it came from a "
-                        "page on another site"))
-                    return
+            if source and not self._same_site(source, host, headers.get("x-forwarded-host", "")):
+                await self._refuse(scope, receive, send, 403, (
+                    f"拒绝来自其他网站（{source[:100]}）的操作请求 / cross-site request refused: it came from a page "
+                    "on another site (behind a proxy: pass the browser's host and port, nginx `proxy_set_header "
+                    "Host $http_host;`)"))
+                return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    def _same_site(source: str, host: str, forwarded_host: str) -> bool:
+        """Whether the page that sent the request (Origin or Referer) is the host addressed: the Host header, or
+        the first X-Forwarded-Host a proxy set. Ports count (another port is another service), with the scheme's
+        default filled in on both sides."""
+        if source == "null":
+            return False
+        try:
+            parts = urlsplit(source)
+        except ValueError:
+            return False
+        sent_from = _site(parts.netloc, parts.scheme)
+        if not sent_from[0] or "@" in parts.netloc:
+            return False
+        addressed = [h.strip() for h in (host, forwarded_host.split(",")[0]) if h.strip()]
+        return any(_site(h, parts.scheme) == sent_from for h in addressed)
 
     @staticmethod
     async def _refuse(scope, receive, send, status: int, detail: str):
@@ -166,11 +195,15 @@ class SecurityHeaders:
 
 
 def allowed_hosts(setting: str | None, auth_mode: str) -> frozenset[str] | None:
-    """TRIAGE_ALLOWED_HOSTS read: None = any host."""
+    """TRIAGE_ALLOWED_HOSTS read: None = any host. Entries may carry a scheme or a port ("http://triage.office:8000"
+    is "triage.office"; they matched nothing before). In dev mode this machine's own names are always allowed."""
     if setting is None:
         return frozenset(LOOPBACK_HOSTS) if auth_mode == "dev" else None
-    names = {x.strip().lower().strip("[]") for x in setting.split(",") if x.strip()}
-    return None if "*" in names else frozenset(names)
+    raw = [x.strip() for x in setting.split(",") if x.strip()]
+    if "*" in raw:
+        return None
+    names = {host_name(x) for x in raw} - {""}
+    return frozenset(names | (set(LOOPBACK_HOSTS) if auth_mode == "dev" else set()))
 
 
 def is_open311(path: str) -> bool:

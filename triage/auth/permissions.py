@@ -44,6 +44,7 @@ ROUTES: dict[tuple[str, str], str | None] = {
     # The API's description (Swagger UI, triage/api/docs.py) as FastAPI's own /openapi.json: public, it holds no
     # data; calling the API from it needs a token like any other client.
     ("GET", "/docs"): None,
+    ("GET", "/docs-assets/{name}"): None,
     ("GET", "/api/auth/me"): "self",
     ("DELETE", "/api/auth/token"): "self",
     ("POST", "/api/complaints"): "complaints.create",
