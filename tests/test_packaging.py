@@ -96,7 +96,8 @@ from triage.api.app import create_app
 prefix = Path(sys.prefix)
 assert Path(triage.__file__).is_relative_to(prefix), triage.__file__  # the wheel's copy, not the checkout
 assert settings.RESOURCE_ROOT == prefix / "share" / "triage12345", settings.RESOURCE_ROOT
-with TestClient(create_app(retry_on_startup=False)) as client:
+# Dev mode answers only to this machine's names (TRIAGE_ALLOWED_HOSTS is not set here, unlike in the suite).
+with TestClient(create_app(retry_on_startup=False), base_url="http://localhost") as client:
     for page in ("/queue", "/report", "/static/app.css"):
         assert client.get(page).status_code == 200, page
     r = client.post("/api/complaints", json={"text": "楼下饭店油烟直排，熏得没法开窗，请城管核实处理"},
