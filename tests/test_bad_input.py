@@ -336,9 +336,26 @@ def test_an_xlsx_that_unpacks_to_far_more_than_it_weighs_is_refused_unread(tmp_p
     with pytest.raises(CaseFileError, match="解压后超过"):
         import_cases(path, store=store, embedder=HashEmbedder())
     assert store.count(CASES) == 0
+    monkeypatch.setattr(cases, "MAX_XLSX_UNPACKED_BYTES", 10 ** 9)
+    monkeypatch.setattr(cases, "ZIP_BOMB_FLOOR", 0)  # any size: this one unpacks to more than its own size
+    monkeypatch.setattr(cases, "ZIP_BOMB_RATIO", 1)
+    with pytest.raises(CaseFileError, match="不像正常的导出文件"):
+        import_cases(path, store=store, embedder=HashEmbedder())
     (tmp_path / "not.xlsx").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(CaseFileError, match="无法读取Excel文件"):
         import_cases(tmp_path / "not.xlsx", store=store, embedder=HashEmbedder())
+
+
+def test_blank_rows_count_toward_the_bound(tmp_path, store):
+    """A sheet of two million empty rows (63 KB packed) was read to its end: blank rows were skipped uncounted."""
+    from triage.kb.cases import CASES, TooManyRecords, import_cases
+
+    path = tmp_path / "blank.csv"
+    path.write_text("order_id,text\n" + "\n" * 30 + "B1,工地夜间施工噪音\n", encoding="utf-8")
+    with pytest.raises(TooManyRecords):
+        import_cases(path, store=store, embedder=HashEmbedder(), max_records=5)
+    assert store.count(CASES) == 0
+    assert import_cases(path, store=store, embedder=HashEmbedder()).imported == 1  # no bound: read as before
 
 
 # ------------------------------------------------------------------------------------------- schemathesis

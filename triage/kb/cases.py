@@ -103,8 +103,10 @@ class TooManyRecords(CaseFileError):
         self.limit = limit
 
 
-# An XLSX is a zip: a sheet of 600,000 identical rows packs into 151 KB. A 12345 export unpacks to far less.
+# An XLSX is a zip: a sheet of 600,000 identical rows packs into 151 KB. A 12345 export unpacks to far less, and
+# to less than ZIP_BOMB_RATIO times its packed size (text, even repetitive, compresses some tens of times at most).
 MAX_XLSX_UNPACKED_BYTES = 500 * 1024 * 1024
+ZIP_BOMB_RATIO, ZIP_BOMB_FLOOR = 100, 10 * 1024 * 1024
 
 
 def _decode(raw: bytes) -> str:
@@ -174,8 +176,24 @@ def _renamed(rec: dict[Any, Any], names: dict[str, str]) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in ((str(k or "").strip(), v) for k, v in rec.items())}
 
 
-def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    """Yield (row number, raw record) from any supported format, headers read through HEADER_ALIASES."""
+def _records(path: Path, *, max_rows: int | None = None,
+             max_unpacked: int | None = None) -> Iterable[tuple[int, dict[str, Any]]]:
+    """Yield (row number, raw record) from any supported format, headers read through HEADER_ALIASES.
+
+    ``max_rows``: TooManyRecords past that many rows after the header, blank ones included (a sheet of two million
+    empty rows, 63 KB packed, was read to its end). ``max_unpacked``: the most an XLSX may unpack to (default
+    MAX_XLSX_UNPACKED_BYTES); openpyxl reads its shared strings whole before the first row."""
+    for n, rec in _all_records(path, max_unpacked or MAX_XLSX_UNPACKED_BYTES):
+        if max_rows is not None and n > max_rows + HEADER_SEARCH_ROWS:
+            raise TooManyRecords(max_rows)
+        if rec is not BLANK:
+            yield n, rec
+
+
+BLANK: dict[str, Any] = {}  # what _all_records yields for a blank row: counted by _records, never returned
+
+
+def _all_records(path: Path, max_unpacked: int) -> Iterable[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix in (".csv", ".txt"):
         text = _decode(path.read_bytes())
@@ -196,6 +214,7 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
             keys, n = _take_header(rows)
             for i, cells in enumerate(rows, start=n + 1):
                 if not any(c.strip() for c in cells):
+                    yield i, BLANK
                     continue
                 if len(cells) > len(keys):  # more cells than the header: an unquoted comma split the row
                     yield i, {"__error__": "列数多于表头（内容里的逗号可能未加引号） / more cells than the header "
@@ -216,9 +235,12 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
                 unpacked = sum(info.file_size for info in packed.infolist())
         except (zipfile.BadZipFile, OSError) as exc:
             raise CaseFileError(f"无法读取Excel文件 / cannot read XLSX: {exc}") from exc
-        if unpacked > MAX_XLSX_UNPACKED_BYTES:
-            raise CaseFileError(f"Excel文件解压后超过 {MAX_XLSX_UNPACKED_BYTES // 2**20} MB，请拆分后导入 / the XLSX "
-                                f"unpacks to more than {MAX_XLSX_UNPACKED_BYTES // 2**20} MB; split it")
+        if unpacked > max_unpacked:
+            raise CaseFileError(f"Excel文件解压后超过 {max_unpacked // 2**20} MB，请拆分后导入 / the XLSX "
+                                f"unpacks to more than {max_unpacked // 2**20} MB; split it")
+        if unpacked > ZIP_BOMB_FLOOR and unpacked > ZIP_BOMB_RATIO * path.stat().st_size:
+            raise CaseFileError(f"Excel文件解压后是原文件的 {unpacked // max(path.stat().st_size, 1)} 倍，不像正常的导出"
+                                f"文件，请另存后再导入 / the XLSX unpacks to over {ZIP_BOMB_RATIO} times its size")
         try:
             wb = load_workbook(path, read_only=True, data_only=False)
         except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds
@@ -229,6 +251,7 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
             header, n = _take_header(rows)  # rows numbered as the spreadsheet shows them
             for i, values in enumerate(rows, start=n + 1):
                 if values is None or all(v is None for v in values):
+                    yield i, BLANK
                     continue
                 yield i, dict(zip(header, values))
         finally:
@@ -236,6 +259,7 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     elif suffix in (".jsonl", ".ndjson"):
         for i, line in enumerate(_decode(path.read_bytes()).splitlines(), start=1):
             if not line.strip():
+                yield i, BLANK
                 continue
             try:
                 rec = json.loads(line)
@@ -327,19 +351,18 @@ def parse_when(value: str) -> datetime:
     return dateparser.parse(value)
 
 
-def read_cases_file(path: Path, *, max_records: int | None = None) -> tuple[list[CaseRow], list[RowError]]:
-    """The file's valid rows and its rejected ones. ``max_records``: stop with TooManyRecords after that many
-    non-empty rows, valid or not (the web page's bound: it counted only valid rows, after reading the whole file,
-    so a file of rejected rows cost minutes and gigabytes)."""
+def read_cases_file(path: Path, *, max_records: int | None = None,
+                    max_unpacked: int | None = None) -> tuple[list[CaseRow], list[RowError]]:
+    """The file's valid rows and its rejected ones. ``max_records``: stop with TooManyRecords after that many rows,
+    valid, rejected or blank (the web page's bound: it counted only valid rows, after reading the whole file, so a
+    file of rejected rows cost minutes and gigabytes). ``max_unpacked``: see ``_records``."""
     path = Path(path)
     if not path.exists():
         raise CaseFileError(f"文件不存在 / file not found: {path}")
     rows: list[CaseRow] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
-    for count, (n, rec) in enumerate(_records(path), start=1):
-        if max_records is not None and count > max_records:
-            raise TooManyRecords(max_records)
+    for n, rec in _records(path, max_rows=max_records, max_unpacked=max_unpacked):
         item = validate_record(n, rec)
         if isinstance(item, RowError):
             errors.append(item)
@@ -389,8 +412,9 @@ def infer_unit_types(rows: list[CaseRow], routing=None) -> int:
 
 def import_cases(path: Path, *, store: KnowledgeStore, embedder,
                  on_progress: Callable[[int], None] | None = None,
-                 on_total: Callable[[int], None] | None = None, max_records: int | None = None) -> ImportReport:
-    rows, errors = read_cases_file(path, max_records=max_records)
+                 on_total: Callable[[int], None] | None = None, max_records: int | None = None,
+                 max_unpacked: int | None = None) -> ImportReport:
+    rows, errors = read_cases_file(path, max_records=max_records, max_unpacked=max_unpacked)
     inferred = infer_unit_types(rows)
     if on_total:
         on_total(len(rows))

@@ -72,6 +72,9 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_SYNC_ROWS = 1000
 # Rows of any kind, rejected ones included, the page reads before it stops: the bound on its work.
 MAX_SYNC_RECORDS = 5 * MAX_SYNC_ROWS
+# What an uploaded XLSX may unpack to: a thousand orders of long text come to a few MB; openpyxl reads a sheet's
+# shared strings whole, so this bounds the work before the first row is counted.
+MAX_SYNC_UNPACKED = 32 * 1024 * 1024
 SHOWN_REJECTED = 500
 MULTIPART_OVERHEAD = 64 * 1024  # the form's own bytes around the file
 UPLOAD_SUFFIXES = (".csv", ".txt", ".xlsx", ".xlsm", ".jsonl", ".ndjson")
@@ -927,7 +930,7 @@ def _run_import(app, path: Path) -> Any:
 
     try:
         report = import_cases(path, store=store, embedder=embedder, on_total=check_total,
-                              max_records=MAX_SYNC_RECORDS)
+                              max_records=MAX_SYNC_RECORDS, max_unpacked=MAX_SYNC_UNPACKED)
     except TooManyRecords:
         raise TooManyRows(None) from None
     if report.imported:
