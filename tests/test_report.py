@@ -94,3 +94,4 @@ def test_a_callers_markdown_stays_text_in_the_report():
     html = markdown_html(f"1. 第3号投诉：{_gist(words, limit=200)}。")
     assert "<a" not in html and "<img" not in html and "<em>" not in html and "<b>" not in html
     assert "[点我](http://evil.example/p)![t](http://evil.example/t.png)烧烤店*油烟*直排" in html
+    assert _gist("噪声达到(70分贝)#3栋+5楼", limit=200) == "噪声达到(70分贝)#3栋+5楼"  # harmless marks left alone

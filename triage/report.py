@@ -92,7 +92,9 @@ def _gist(text: str, limit: int = 60) -> str:
     return md_text(t.rstrip("。！!；;，,"))
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+# Only what can open a link, an image, an autolink, code or emphasis in the middle of a line: "(" without "[",
+# or "#" and "+" mid-line, do nothing, and escaping them put backslashes into the downloaded text.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!])")
 
 
 def md_text(text: str) -> str:
