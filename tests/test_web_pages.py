@@ -156,7 +156,7 @@ def test_case_page_says_whether_the_llm_member_took_part(app, client, monkeypatc
     triager = app.dependency_overrides[deps.get_triager]()
     plain = triager.suggest
     for llm, shown in (("qwen2.5-7b/classify-2026-11-28.1", "参与了类型判断（qwen2.5-7b/classify-2026-11-28.1）"),
-                       ("未参与：unavailable: 响应超时", "未参与：unavailable: 响应超时，本建议未采用大模型意见")):
+                       ("未参与：响应超时", "未参与：响应超时，本建议未采用大模型意见")):
         monkeypatch.setattr(triager, "suggest", lambda text, llm=llm, **kw: plain(text, **kw).model_copy(
             update={"versions": {"model": "fake", "llm": llm}}))
         cid = intake(client, NOISE + llm)

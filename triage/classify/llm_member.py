@@ -133,6 +133,7 @@ class LLMClassifier:
         self._chat_model = chat_model
         self.model_cls = output_model(self.allowed)
         self.last_error: str | None = None
+        self.last_reason: str | None = None  # the same, in a few Chinese words for staff (the case page)
         self.stats = CallStats()
 
     @property
@@ -196,19 +197,19 @@ class LLMClassifier:
 
     def classify(self, text: str) -> dict | None:
         """As ``classify_or_raise``, but None (with ``last_error`` set) instead of raising."""
-        self.last_error = None
+        self.last_error = self.last_reason = None
         if not self.enabled:
-            self.last_error = "LLM not configured"
+            self.last_error, self.last_reason = "LLM not configured", "未配置大模型"
             return None
         try:
             return self.classify_or_raise(text)
         except UnknownCodeError as exc:
-            self.last_error = f"rejected: {exc}"
+            self.last_error, self.last_reason = f"rejected: {exc}", "答案不在分类代码之内，已舍弃"
             log.warning("LLM classification rejected: %s", exc)
         except LLMUnavailable as exc:
-            self.last_error = f"unavailable: {exc.reason}"
+            self.last_error, self.last_reason = f"unavailable: {exc.reason}", exc.reason
             log.warning("LLM classification unavailable: %s", exc)
         except Exception as exc:  # noqa: BLE001 - a member must never break the ensemble
-            self.last_error = f"failed: {type(exc).__name__}: {exc}"
+            self.last_error, self.last_reason = f"failed: {type(exc).__name__}: {exc}", "调用出错"
             log.exception("LLM classification failed")
         return None

@@ -458,7 +458,7 @@ class Triager:
         if use_llm and self.llm is not None:
             opinion = llm_opinion if llm_opinion is not None else self.llm.classify(full)
             versions["llm"] = (f"{opinion['model']}/{opinion['prompt_version']}" if opinion is not None
-                               else f"未参与：{self.llm.last_error or 'no answer'}")[:200]
+                               else f"未参与：{getattr(self.llm, 'last_reason', None) or '无回答'}")[:200]
         pooled, trust = self._pool(full, qvec, hits, lin, reg_hits, tun, opinion)
         types, subs = self.labels.types, self.labels.subtypes
         t_idx = int(pooled.types.argmax())
