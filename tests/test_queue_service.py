@@ -662,3 +662,24 @@ def test_repeats_point_at_the_original_not_at_the_previous_repeat(session, triag
                           now=t0 + timedelta(minutes=i)).id for i in range(5)]
     session.expire_all()
     assert [session.get(Complaint, i).duplicate_of for i in ids] == [None] + [ids[0]] * 4
+
+
+def test_a_compound_ending_in_xiaoqu_is_a_place(session, triager):
+    """"华庭小区" was stripped whole as if it were a district (…区), so a complaint about a compound named no place,
+    and a relapse there went unflagged (about 60 of the 140 Haikou orders naming a 小区 lost it)."""
+    from triage.queue.duplicates import place_similarity, places
+
+    assert places("市民来电反映：华庭小区楼下烧烤店油烟很大") == ("华庭小区",)
+    assert places("海口市龙华区椰海小区3栋噪音") == ("椰海小区3栋",)
+    assert places("首丹六巷爱国者旁水吧客人喧哗") == ("首丹六巷",)  # a lane is one place
+    assert places("广东省广州市白云区均禾街石马桥路88号饭店") == ("石马桥路88号",)  # districts still go
+    first = "龙华区金贸东路28号华庭小区楼下烧烤店油烟直排，熏得窗户都不敢开"
+    again = "龙华区金贸东路华庭小区楼下烧烤店油烟很大"
+    assert place_similarity(None, first, None, again) == 100
+    t0 = bj(2026, 11, 2, 9)
+    cid = service.intake(session, text=first, triager=triager, now=t0).id
+    service.assign(session, complaint_id=cid, actor="d", now=t0)
+    service.close(session, complaint_id=cid, actor="d", reply="已责令安装油烟净化设施。", result="属实", now=t0)
+    session.commit()
+    later = service.intake(session, text=again, triager=triager, now=t0 + timedelta(days=5))
+    assert later.relapse_of == cid

@@ -92,9 +92,12 @@ def text_similarity(a: str, b: str) -> float:
 _PLACE_TEXT = re.compile(r"[\s，。、；：！？,.;:!?()（）【】\[\]“”\"'‘’《》<>—_/\\|~·…]+")
 _LEADING_WORDS = re.compile(r"^.*[在到于住往近]")  # "其到南海大道172-7号" → "南海大道172-7号"
 _NOT_A_PLACE = re.compile(r"有人|正在|跳广场|播放|进行|产生|多次|每天|经常|希望|部门|反映")  # "有人跳广场(舞)"…
-_ADMIN_PREFIX = re.compile(r"^(?:[\u4e00-\u9fa5]{1,5}?(?:省|市|区|县))+")
-# Areas too large to mean "the same place": a road without a number, a town, a sub-district, a community.
-_WEAK_END = re.compile(r"(?:路|街|大道|巷|弄|镇|乡|社区|开发区|工业区|工业园|城|中心)$")
+# Province, city, district, county names before the place. Not a 区 or 市 that ends a place's own name: "华庭小区"
+# and "华联超市" were stripped whole as if they were districts, so a complaint about them named no place at all.
+_ADMIN_PREFIX = re.compile(r"^(?:[\u4e00-\u9fa5]{1,5}?(?:省|(?<![超城夜菜集门])市|(?<![小社园景校厂街片矿营城])区|县))+")
+# Areas too large to mean "the same place": a road without a number, a town, a sub-district, a community. A lane
+# (巷, 弄) is short enough to be one place.
+_WEAK_END = re.compile(r"(?:路|街|大道|镇|乡|社区|开发区|工业区|工业园|城|中心)$")
 
 
 @lru_cache(maxsize=8192)
