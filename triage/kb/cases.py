@@ -21,6 +21,7 @@ from dateutil import parser as dateparser
 
 from triage.embeddings import complaint_for_embedding
 from triage.kb.store import CASES, KnowledgeStore
+from triage.privacy import mask_personal_numbers
 from triage.taxonomy import NOT_ENV, UNIT_TYPES, get_taxonomy
 
 COLUMNS = ("order_id", "text", "title", "reply", "pollution_type", "subtype", "unit_type", "unit_raw",
@@ -328,10 +329,12 @@ def validate_record(row: int, rec: dict[str, Any]) -> CaseRow | RowError:
         if parsed.replace(tzinfo=None) > datetime.now() + timedelta(days=1):
             return RowError(row, f"occurred_at '{occurred}' 晚于今天 / occurred_at is in the future")
         occurred = parsed.isoformat()
-    order_id = _cell(rec, "order_id") or stable_id(text)
-    return CaseRow(row=row, order_id=order_id, text=text, pollution_type=ptype, subtype=subtype,
-                   unit_type=unit, unit_raw=_cell(rec, "unit_raw"), reply=_cell(rec, "reply"),
-                   occurred_at=occurred, address=_cell(rec, "address"))
+    order_id = _cell(rec, "order_id") or stable_id(text)  # of the text as given: two callers stay two cases
+    # The knowledge base shows its texts to everyone as evidence: no caller's phone or ID number goes in.
+    return CaseRow(row=row, order_id=order_id, text=mask_personal_numbers(text), pollution_type=ptype,
+                   subtype=subtype, unit_type=unit, unit_raw=_cell(rec, "unit_raw"),
+                   reply=mask_personal_numbers(_cell(rec, "reply")), occurred_at=occurred,
+                   address=_cell(rec, "address"))
 
 
 _ZH_DATE = re.compile(r"^\s*(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]?\s*(.*)$")
