@@ -343,3 +343,10 @@ def test_intake_takes_what_the_platform_sends(client, clock):
     assert again.status_code == 409 and again.json()["id"] == created["id"]
     titled = post(client, "/api/complaints", {"text": "油烟扰民，楼下饭店直排。", "title": "油烟扰民"}, expect=201)
     assert client.get(f"/api/complaints/{titled['id']}").json()["complaint"]["text"] == "油烟扰民，楼下饭店直排。"
+    # Exports also write dates with slashes (pydantic answered "invalid date separator, expected `-`").
+    slashed = post(client, "/api/complaints", {"text": "工地夜间施工噪音", "occurred_at": "2026/11/01 21:30"},
+                   expect=201)
+    assert client.get(f"/api/complaints/{slashed['id']}").json()["complaint"]["occurred_at"].startswith(
+        "2026-11-01T13:30")
+    bad = client.post("/api/complaints", json={"text": "工地夜间施工噪音", "occurred_at": "2026/13/01"})
+    assert bad.status_code == 422 and "无法识别的日期" in bad.text

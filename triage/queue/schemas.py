@@ -15,7 +15,7 @@ class ComplaintIn(BaseModel):
     # Lengths and emptiness are checked by the service (one place, Chinese + English reasons).
     text: str = Field(description="投诉内容")
     title: str | None = Field(default=None, description="诉求标题（可选）：不在内容中时置于内容之前，与文件导入相同")
-    occurred_at: datetime | None = Field(default=None, description="事发时间：ISO 8601 或 2026年3月5日 9时30分；"
+    occurred_at: datetime | None = Field(default=None, description="事发时间：ISO 8601、2026/3/5 9:30 或 2026年3月5日 9时30分；"
                                                                    "不带时区按北京时间")
     address: str | None = None
     contact: str | None = None
@@ -25,8 +25,8 @@ class ComplaintIn(BaseModel):
     @field_validator("occurred_at", mode="before")
     @classmethod
     def _chinese_date(cls, v: Any) -> Any:
-        """Dates as the platform writes them (2026年3月5日 9时30分), as file import reads them."""
-        if isinstance(v, str) and "年" in v:
+        """Dates as the platform writes them (2026年3月5日 9时30分, 2026/03/05 09:30), as file import reads them."""
+        if isinstance(v, str) and ("年" in v or "/" in v):
             from triage.kb.cases import parse_when
 
             try:
