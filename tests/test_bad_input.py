@@ -69,6 +69,8 @@ CATALOGUE = [
     _body("year 0001", {"text": FUMES, "occurred_at": "0001-01-01T00:00:00"}, says="1970"),
     _body("date in words", {"text": FUMES, "occurred_at": "昨天晚上"}, says="occurred_at"),
     _body("impossible Chinese date", {"text": FUMES, "occurred_at": "2026年13月1日"}, says="无法识别的日期"),
+    # GBK bytes decoded as Latin-1 by the sender: triaged as not_environmental at 0.92 with no warning.
+    _body("text garbled by a wrong encoding", {"text": FUMES.encode("gbk").decode("latin-1")}, says="乱码"),
     # --- bodies
     _body("not JSON at all", raw=b"text=\xe6\xb2\xb9\xe7\x83\x9f", status=(400, 422)),
     _body("binary bytes", raw=bytes(range(256)), status=(400, 422)),

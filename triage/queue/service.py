@@ -231,6 +231,19 @@ def _require_text(value: str | None, field: str, zh: str, max_len: int = MAX_TEX
     return _check_chars(v, field, zh)
 
 
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN1 = re.compile(r"[\u0080-\u00ff]")
+
+
+def _garbled(text: str) -> bool:
+    """Chinese bytes decoded as Latin-1 ("ÊÐÃñÀ´µç·´Ó³" for 市民来电反映): no Chinese character, and most characters
+    from the Latin-1 upper half. Such a text was triaged as not_environmental at 0.92, with no low-confidence flag."""
+    if _CJK.search(text):
+        return False
+    letters = [ch for ch in text if not ch.isspace()]
+    return len(letters) >= 4 and len(_LATIN1.findall(text)) / len(letters) > 0.5
+
+
 def _optional_text(value: str | None, field: str, max_len: int = MAX_FIELD) -> str | None:
     if value is None:
         return None
@@ -321,6 +334,9 @@ def intake(session: Session, *, text: str, occurred_at: datetime | None = None, 
             sla_error = str(exc)
             log.error("intake without an SLA: %s", exc)
     text_v = _require_text(text, "text", "投诉内容")
+    if _garbled(text_v):
+        raise InvalidInput("投诉内容像是编码错误产生的乱码（如 GBK 文字被当作 Latin-1 读取），请以 UTF-8 重新发送 / the text "
+                           "looks garbled by a wrong encoding (GBK read as Latin-1?); send it as UTF-8")
     if occurred_at is not None and occurred_at.year < 1970:
         raise InvalidInput("事发时间早于 1970 年，不可能 / occurred_at before 1970 is not plausible")
     occurred = _aware(occurred_at)
