@@ -95,3 +95,20 @@ def test_a_callers_markdown_stays_text_in_the_report():
     assert "<a" not in html and "<img" not in html and "<em>" not in html and "<b>" not in html
     assert "[点我](http://evil.example/p)![t](http://evil.example/t.png)烧烤店*油烟*直排" in html
     assert _gist("噪声达到(70分贝)#3栋+5楼", limit=200) == "噪声达到(70分贝)#3栋+5楼"  # harmless marks left alone
+
+
+def test_the_not_ours_count_says_where_it_is_the_systems_reading(session):
+    """"经甄别属非环保诉求47件" read as people's screening, though most were the model's unreviewed suggestions."""
+    from conftest import FakeTriager
+
+    from triage.queue import service
+
+    class NotOurs(FakeTriager):
+        def suggest(self, text, **kw):
+            return super().suggest(text, **kw).model_copy(update={
+                "pollution_type": "not_environmental", "subtype": "", "unit_type": "dispatch_center"})
+
+    service.intake(session, text="咨询户口迁移需要哪些材料", triager=NotOurs(), now=bj(2026, 12, 2, 10))
+    session.commit()
+    text = build_report(session, date(2026, 12, 1), date(2026, 12, 31), as_of=bj(2026, 12, 3, 9))
+    assert "其中分拣为非环保诉求1件（尚未派单的按系统建议计）" in text and "经甄别" not in text
