@@ -369,14 +369,14 @@ def test_no_callers_number_goes_into_the_knowledge_base(tmp_path, store):
                  "46010019900101123X，座机0898-65123456", "pollution_type": "air",
                  "reply": "已联系来电人（13876543210）"}, store=store, embedder=HashEmbedder())
     path = tmp_path / "h.csv"
-    path.write_text("order_id,text\nH1,工地夜间施工，联系人139 1234 5678\nH2,工单20180105161230噪声70分贝\n",
+    path.write_text("order_id,text\nH1,工地夜间施工，联系人139 1234 5678\nH2,工单20261101000123噪声70分贝\n",
                     encoding="utf-8")
     import_cases(path, store=store, embedder=HashEmbedder())
     got = store.get_all(CASES)
     texts = dict(zip(got["ids"], got["documents"]))
     assert texts["C1"] == "金贸东路华庭小区烧烤店油烟直排，来电人电话[电话]，身份证号[身份证号]，座机[电话]"
     assert texts["H1"] == "工地夜间施工，联系人[电话]"
-    assert texts["H2"] == "工单20180105161230噪声70分贝"  # an order number is no phone number
+    assert texts["H2"] == "工单20261101000123噪声70分贝"  # an order number is no phone number
     meta = dict(zip(got["ids"], got["metadatas"]))
     assert meta["C1"]["reply"] == "已联系来电人（[电话]）"
 
