@@ -142,6 +142,20 @@ def test_simultaneous_guesses_count_before_they_are_checked(token_app):
         assert service.authenticate(session, username="boss", password=PASSWORD, client="10.0.0.7").username == "boss"
 
 
+def test_a_login_refused_as_busy_counts_for_nothing(token_app, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(service, "_hashing", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(service, "HASH_WAIT_S", 0.01)
+    service._hashing.acquire()  # every slot taken
+    with token_app.state.session_factory() as session:
+        for _ in range(8):
+            with pytest.raises(service.TooManyAttempts, match="登录请求过多"):
+                service.authenticate(session, username="boss", password=PASSWORD, client="10.0.0.8")
+        service._hashing.release()
+        assert service.authenticate(session, username="boss", password=PASSWORD, client="10.0.0.8").username == "boss"
+
+
 def test_token_lifecycle_logout_expiry_deactivation(anon, token_app, clock):
     hd = login(anon, "disp")
     me = anon.get("/api/auth/me", headers=hd).json()

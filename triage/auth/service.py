@@ -254,9 +254,18 @@ class _Throttle:
         with self._lock:
             name_key, client_key = self._keys(name, client)
             self._fails.pop(name_key, None)
-            fails = self._fails.get(client_key)
-            if fails and at in fails:
-                fails.remove(at)
+            self._drop(client_key, at)
+
+    def withdrawn(self, name: str, client: str, at: float) -> None:
+        """The attempt made ``at`` was never judged (the service was too busy): it counts for nothing."""
+        with self._lock:
+            for key in self._keys(name, client):
+                self._drop(key, at)
+
+    def _drop(self, key: tuple[str, ...], at: float) -> None:
+        fails = self._fails.get(key)
+        if fails and at in fails:
+            fails.remove(at)
 
 
 login_throttle = _Throttle()
@@ -275,6 +284,7 @@ def authenticate(session: Session, *, username: str, password: str, client: str 
     # A burst of logins waits here at most HASH_WAIT_S, not in the request threads every page shares (a burst of
     # forty held them: the queue answered in 3.8 s instead of 0.01 s).
     if not _hashing.acquire(timeout=HASH_WAIT_S):
+        login_throttle.withdrawn(key, client, at)
         raise TooManyAttempts("登录请求过多，请稍后再试 / too many logins at once; try again shortly", retry_after=5)
     try:
         if user is None:
