@@ -142,13 +142,12 @@ def get_unit_scope(principal: Principal = Depends(get_principal)) -> str | None:
     return principal.unit_type
 
 
-def own_unit_cases(cases: list, unit_scope: str | None) -> list:
-    """The similar past cases a caller may read: unit staff only those their own unit handled (a past case's text
-    and reply hold its caller's name and number, and another unit's findings); everyone else all of them."""
+def own_unit_cases(cases: list[dict], unit_scope: str | None) -> list[dict]:
+    """The similar past cases (as stored with a suggestion) a caller may read: unit staff only those their own unit
+    handled (a past case's text and reply hold its caller's name and another unit's findings); others all."""
     if unit_scope is None:
         return list(cases)
-    unit = lambda sc: sc.get("unit_type") if isinstance(sc, dict) else getattr(sc, "unit_type", None)  # noqa: E731
-    return [sc for sc in cases if unit(sc) == unit_scope]
+    return [sc for sc in cases if sc.get("unit_type") == unit_scope]
 
 
 def staff_queue_status(status: str | None) -> str | None:

@@ -177,6 +177,9 @@ def _renamed(rec: dict[Any, Any], names: dict[str, str]) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in ((str(k or "").strip(), v) for k, v in rec.items())}
 
 
+BLANK: dict[str, Any] = {}  # what _all_records yields for a blank row: counted by _records, never returned
+
+
 def _records(path: Path, *, max_rows: int | None = None,
              max_unpacked: int | None = None) -> Iterable[tuple[int, dict[str, Any]]]:
     """Yield (row number, raw record) from any supported format, headers read through HEADER_ALIASES.
@@ -189,9 +192,6 @@ def _records(path: Path, *, max_rows: int | None = None,
             raise TooManyRecords(max_rows)
         if rec is not BLANK:
             yield n, rec
-
-
-BLANK: dict[str, Any] = {}  # what _all_records yields for a blank row: counted by _records, never returned
 
 
 def _all_records(path: Path, max_unpacked: int) -> Iterable[tuple[int, dict[str, Any]]]:
