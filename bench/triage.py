@@ -39,7 +39,7 @@ SHARED = ROOT.parent / "shared" / "data"
 HAIKOU = SHARED / "cases" / "haikou12345_env_dev.csv"
 TAIDI = SHARED / "replies" / "taidi2020_env_replies_dev.csv"
 KEYS = ["type_accuracy", "type_macro_f1", "subtype_accuracy", "unit_accuracy", "unit_top3_accuracy",
-        "not_environmental_recall", "type_ece", "seconds_per_complaint"]
+        "not_environmental_recall", "type_ece", "unit_ece", "seconds_per_complaint"]
 
 
 class CachedEmbedder:

@@ -62,10 +62,28 @@ def test_history_decides_where_a_generic_name_goes_by_kind_of_complaint(names):
     other = member.predict(named, "not_environmental", "")
     assert UNITS[int(industrial.argmax())] == "ecology_environment"
     assert UNITS[int(other.argmax())] == "street_town"
-    assert member.history(named, "ecology_environment", "noise", "noise.industrial") == (6, 6)
+    assert member.history(named, "ecology_environment", "noise", "noise.industrial") == (
+        6, 6, "点名「龙华区政府」的同类诉求")
     # Another district's government has no history of its own: it borrows from every 区政府 order.
     p = member.predict(names.find("工厂噪音，请秀英区政府核实处理"), "noise", "noise.industrial")
     assert UNITS[int(p.argmax())] == "ecology_environment"
+
+
+def test_the_reason_quotes_a_level_of_history_with_enough_orders(names):
+    """Two past 秀英区政府 pump-noise orders are no basis for "2 件中 2 件": the reason quotes every 区政府 noise order
+    the estimate borrows from."""
+    texts = ["秀英区某小区水泵噪音扰民，请秀英区政府核实处理"] * 2 + [f"第{i}家工厂机器噪音，请龙华区政府核实处理"
+                                                    for i in range(7)]
+    units = ["street_town"] * 2 + ["ecology_environment"] * 5 + ["street_town"] * 2
+    member = NamedUnitMember(names, UNITS).fit(texts, units, ["noise"] * 9, ["noise.industrial"] * 9)
+    named = names.find("秀英区某商场水泵噪音，请秀英区政府核实处理")
+    assert member.history(named, "street_town", "noise", "noise.industrial") == (4, 9, "点名区政府的同类诉求")
+    # A level with enough orders of its own is quoted as it is.
+    named = names.find("第八家工厂机器噪音，请龙华区政府核实处理")
+    assert member.history(named, "ecology_environment", "noise", "noise.industrial") == (
+        5, 7, "点名「龙华区政府」的同类诉求")
+    assert member.history(names.find("住建局电话是多少"), "housing_construction", "not_environmental", "") == (
+        0, 0, "")
 
 
 def test_history_can_overrule_the_name(names):

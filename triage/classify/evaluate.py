@@ -100,7 +100,8 @@ def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, bins: int 
 
 
 def score(rows: list[dict], types: list[str], subtypes: list[str] | None, units: list[str],
-          unit_top3: list[list[str]], seconds: float | None, confidences: list[float] | None = None) -> dict:
+          unit_top3: list[list[str]], seconds: float | None, confidences: list[float] | None = None,
+          unit_confidences: list[float] | None = None) -> dict:
     truth = [r["pollution_type"] for r in rows]
     lab = [i for i, t in enumerate(truth) if t]
     out: dict[str, Any] = {}
@@ -130,6 +131,11 @@ def score(rows: list[dict], types: list[str], subtypes: list[str] | None, units:
         conf = np.array([confidences[i] for i in lab])
         correct = np.array([types[i] == truth[i] for i in lab], dtype=float)
         out["type_ece"] = expected_calibration_error(conf, correct)
+    if unit_confidences is not None and unit_rows:
+        # The unit confidence gates bulk dispatch (LOW_UNIT_CONFIDENCE), so its calibration is reported too.
+        out["unit_ece"] = expected_calibration_error(np.array([unit_confidences[i] for i in unit_rows]),
+                                                     np.array([units[i] == gold_units[i] for i in unit_rows],
+                                                              dtype=float))
     return out
 
 
@@ -206,7 +212,7 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
         texts = [r["text"] for r in rows]
         t0 = time.perf_counter()
         vecs = embedder.embed_queries([complaint_for_embedding(t) for t in texts])
-        sys_types, sys_subs, sys_units, sys_top3, conf = [], [], [], [], []
+        sys_types, sys_subs, sys_units, sys_top3, conf, unit_conf = [], [], [], [], [], []
         # With the LLM member on, the same answers are scored without it too, so the table shows whether it earns
         # its place on this office's complaints (WEIGHTS["llm"] and LLM_SHARE are priors, not measurements).
         plain: list = [] if triager.llm is not None else None
@@ -224,6 +230,7 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
             sys_units.append(s.unit_type)
             sys_top3.append([s.unit_type] + [a.unit_type for a in s.unit_alternatives][:2])
             conf.append(s.confidence)
+            unit_conf.append(s.unit_confidence)
             if progress:
                 progress(i + 1, len(rows))
         per = (time.perf_counter() - t0) / len(rows)
@@ -236,14 +243,14 @@ def evaluate(train: Path, test: Path, *, settings: Settings, predictions: Path |
         b_per = (time.perf_counter() - t1) / len(rows)
     result = {
         "n_test": len(rows),
-        "system": score(rows, sys_types, sys_subs, sys_units, sys_top3, per, conf),
+        "system": score(rows, sys_types, sys_subs, sys_units, sys_top3, per, conf, unit_conf),
         "baseline": score(rows, b_types, None, b_units, b_top3, b_per),
     }
     if plain is not None:
         result["system_without_llm"] = score(
             rows, [s.pollution_type for s in plain], [s.subtype for s in plain], [s.unit_type for s in plain],
             [[s.unit_type] + [a.unit_type for a in s.unit_alternatives][:2] for s in plain], None,
-            [s.confidence for s in plain])
+            [s.confidence for s in plain], [s.unit_confidence for s in plain])
         result["llm_unanswered"] = llm_failures  # rows the LLM did not answer (time, error, unknown code)
         if llm_failures:
             log.warning("the LLM member did not answer %d of %d rows", llm_failures, len(rows))

@@ -29,6 +29,7 @@ PRIOR_COUNTS = 10.0
 MENTION_PRIOR_COUNTS = 0.3  # a unit merely mentioned is a much weaker hint than one asked for
 SMOOTHING = 0.1  # per unit, so that no unit is ruled out by a name alone
 SHRINK = 2.0  # pseudo-counts a finer level of history borrows from the coarser one
+QUOTE_MIN_CASES = 5  # the reason shown quotes a level of history with at least this many orders where one has
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,24 @@ class NamedUnitMember:
         p = p + 1e-4
         return p / p.sum()
 
-    def history(self, named: NamedUnit, unit: str, ptype: str, subtype: str) -> tuple[int, int]:
-        """(orders naming this that went to `unit`, orders naming this) at the finest level with history."""
-        for key in self.keys(named, ptype, subtype):
-            c = self.counts.get(key)
-            if c:
-                return c.get(unit, 0), sum(c.values())
-        return 0, 0
+    def history(self, named: NamedUnit, unit: str, ptype: str, subtype: str) -> tuple[int, int, str]:
+        """(orders that went to `unit`, orders, which orders those are, in words), for the reason shown.
+
+        The finest level with QUOTE_MIN_CASES orders or more is quoted, else the level with the most: the estimate
+        borrows from the coarser levels, and "1 件中 1 件" would read as certainty it does not carry."""
+        levels = [(key, self.counts[key]) for key in self.keys(named, ptype, subtype) if self.counts.get(key)]
+        if not levels:
+            return 0, 0, ""
+        key, c = next(((k, c) for k, c in levels if sum(c.values()) >= QUOTE_MIN_CASES),
+                      max(levels, key=lambda kc: sum(kc[1].values())))
+        return c.get(unit, 0), sum(c.values()), self._describe(named, key)
+
+    @staticmethod
+    def _describe(named: NamedUnit, key: str) -> str:
+        if not named.requested:
+            return "提及它的"
+        if named.kind is not None:
+            return "点名该单位的"
+        level, _, kind = key.partition("|")
+        who = f"「{named.words}」" if "@" in level else named.key.split(":", 1)[1]  # 龙华区政府, or any 区政府
+        return f"点名{who}的同类诉求" if kind else f"点名{who}的"

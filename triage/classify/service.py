@@ -78,6 +78,12 @@ HISTORY_MIN_SHARE = 0.5
 RULE_WEIGHT = 0.05
 # Weight of the unit the complaint names ("请市城管核实处理"), learnt per office from its history.
 NAMED_WEIGHT = 2.0
+# Where the named unit and the history agree, their product is overconfident: on held-out Haikou folds those
+# orders (550 of 638) read 0.983 and were right 0.904 of the time. Their unit confidence is the pooled
+# distribution softened by this temperature (fitted per fold on the other four: 3.2-3.3), which brings the
+# unit calibration error from 0.097 to 0.047. It changes no unit and no ranking, only the number a dispatcher
+# sees and the bulk-dispatch threshold (LOW_UNIT_CONFIDENCE) reads.
+NAMED_UNIT_TEMPERATURE = 3.0
 # Weight of a duty-topic rule for a complaint that is not ours (户口 → 公安, 不动产 → 自然资源): the matter names the
 # unit by its statutory duty, much as a caller names it, so it counts like the office's history rather than as the
 # weak prior of the pollution rules (whose kind-level history is the better evidence).
@@ -419,17 +425,15 @@ class Triager:
             p = p / p.sum()
             unit = units[int(p.argmax())]
         if p_named is not None and int(p_named.argmax()) == units.index(unit):
-            went, total = self.named_units.history(named, unit, ptype, subtype)
+            logp = np.log(np.maximum(p, 1e-300))
+            soft = np.exp((logp - logp.max()) / NAMED_UNIT_TEMPERATURE)
+            p = soft / soft.sum()
+            went, total, which = self.named_units.history(named, unit, ptype, subtype)
             # Name the unit that handled them: the one named is often another (请区政府… went to 生态环境分局).
             handler = self.routing.unit_name(unit, self.jurisdiction)
-            if named.requested:
-                why = f"来电要求「{named.words}」处理"
-                if total:
-                    why += f"（本辖区此类点名 {total} 件中 {went} 件由{handler}办理）"
-            else:  # only mentioned ("住建局电话的问题"): say so, it is the weaker hint
-                why = f"来电提及「{named.words}」"
-                if total:
-                    why += f"（本辖区提及它的 {total} 件中 {went} 件由{handler}办理）"
+            why = f"来电要求「{named.words}」处理" if named.requested else f"来电提及「{named.words}」"
+            if total:  # only mentioned ("住建局电话的问题") is the weaker hint: the words say which
+                why += f"（本辖区{which} {total} 件中 {went} 件由{handler}办理）"
             return unit, p, why, support
         agreeing = sum(1 for h in hits if h.get("unit_type") == unit)
         same_kind = kind.get(unit, 0)
