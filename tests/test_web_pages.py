@@ -281,6 +281,19 @@ def test_merge_duplicate_into_parent_and_reopen(app, client):
     assert c.status == "assigned" and c.reopen_count == 1
 
 
+def test_a_closed_original_is_not_offered_for_merging(app, client):
+    """The merge form was filled with a suspected original that had closed since: submitting it could only be
+    refused (409). It is now named with what can be done instead."""
+    parent = intake(client, FUMES, address="石潭路88号")
+    child = intake(client, FUMES, address="石潭路88号")
+    post(client, f"/complaints/{parent}/assign", {"action": "accept"})
+    post(client, f"/complaints/{parent}/close", {"reply": "您好！已处理。", "result": "属实"})
+    page = client.get(f"/complaints/{child}").text
+    assert 'name="parent_id" size="8" inputmode="numeric" value=""' in page
+    assert f"疑似重复的 <a href=\"/complaints/{parent}\">投诉 #{parent}</a> 目前已办结，不能并入" in page
+    assert "可将其重办后再合并" in page
+
+
 # ----------------------------------------------------------------------------------------- intake, errors
 def test_intake_form_validates_in_chinese(app, client):
     r = client.get("/complaints/new")

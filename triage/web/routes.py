@@ -524,10 +524,14 @@ def _case_ctx(p: Page, complaint_id: int) -> dict[str, Any]:
         "reopen": st == Status.closed.value and c.merged_into is None and may("complaints.assign"),
         "merge": st in open_values and c.merged_into is None and may("complaints.assign"),
     }
+    # The suspected original, when it is open: only an open complaint can be merged into (the form is filled
+    # with it). A closed one is named instead, with what can be done, rather than offered for a certain 409.
+    dup = linked.get("duplicate_of")
+    merge_into = dup.id if dup is not None and dup.status in open_values and dup.merged_into is None else None
     pt, sub, ut, un = _labels(c)
     return {
         "nav": "queue", "title": f"投诉 #{c.id}", "c": c, "s": s, "children": children, "linked": linked,
-        "latest": latest, "events": events, "can": can, "form": {},
+        "latest": latest, "events": events, "can": can, "form": {}, "merge_into": merge_into,
         "labels": {"pollution_type": pt, "subtype": sub, "unit_type": ut, "unit_name": un},
         "countdown": present.countdown(c.deadline, p.now, p.sla, open_=c.is_open),
         "contact_late": st == Status.assigned.value and c.assignment is not None
