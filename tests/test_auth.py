@@ -522,7 +522,7 @@ def test_dev_mode_keeps_x_actor_and_allows_every_role(client):
     assert client.get("/api/auth/me").json()["dev"] is True
 
 
-def test_cli_users_add_then_login(tmp_path, monkeypatch):
+def test_cli_users_add_then_login(tmp_path, monkeypatch, caplog):
     from triage.api.app import create_app
     from triage.cli import app as cli
     from triage.settings import get_settings
@@ -548,6 +548,16 @@ def test_cli_users_add_then_login(tmp_path, monkeypatch):
         assert "石井城管" in listed.output and "urban_management" in listed.output
         tok = runner.invoke(cli, ["users", "token", "石井城管", "--hours", "1"])
         assert tok.exit_code == 0 and tok.stdout.strip().splitlines()[-1].startswith("trg_")
+        assert runner.invoke(cli, ["users", "set", "石井城管", "--role", "dispatcher"]).exit_code == 0
+        # Account changes from the shell reach the security log as the web's do, naming the system user.
+        lines = [r.getMessage() for r in caplog.records if r.name == "triage.auth.service"]
+        assert any(x.startswith("user created: 石井城管 (role unit_staff, unit urban_management) by cli")
+                   for x in lines), lines
+        assert any(x.startswith("token issued: for 石井城管 (label cli") for x in lines), lines
+        assert any("user changed: 石井城管 (role 'unit_staff' → 'dispatcher'; unit 'urban_management' → None) by cli"
+                   in x for x in lines), lines
+        assert not any(tok.stdout.strip().splitlines()[-1] in x for x in lines)  # the token itself never
+        runner.invoke(cli, ["users", "set", "石井城管", "--role", "unit_staff", "--unit", "urban_management"])
 
         settings = get_settings().model_copy(update={"auth_mode": "token"})
         c = TestClient(create_app(settings, retry_on_startup=False))

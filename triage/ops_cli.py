@@ -5,6 +5,8 @@ Mounted by triage/cli.py. Output for people is Chinese + English; exit codes: 0 
 
 from __future__ import annotations
 
+import getpass
+import logging
 import sys
 from datetime import timedelta
 from typing import Annotated, Optional
@@ -19,6 +21,24 @@ db_app = typer.Typer(help="数据库结构迁移 / database schema migrations (A
 users_app = typer.Typer(help="用户与令牌 / users and API tokens", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # one line per message, as triage/cli.py
+
+
+@users_app.callback()
+def _users_log() -> None:
+    """Account changes made here are logged as the server logs them (stderr, with time and level): a shell's
+    changes to who may do what belong in the same security log as the web's, under the system user's name."""
+    from triage.api.app import LOG_FORMAT
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    logging.getLogger("triage.auth").setLevel(logging.INFO)
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry for the uid (some containers)
+        return "cli"
 
 
 def _engine():
@@ -166,7 +186,7 @@ def users_add(
         password = _read_password(password_stdin)
         try:
             u = service.create_user(session, username=name, password=password, role=role, unit_type=unit,
-                                    display_name=display_name)
+                                    display_name=display_name, actor=_actor())
             session.commit()
         except DomainError as exc:
             _fail(exc, 1 if exc.status_code == 409 else 2)
@@ -202,7 +222,7 @@ def users_set(
     with _session() as session:
         try:
             u = service.update_user(session, username=name, role=role, unit_type=unit, active=active,
-                                    password=password)
+                                    password=password, actor=_actor())
             session.commit()
         except DomainError as exc:
             _fail(exc, 1 if exc.status_code == 404 else 2)
@@ -230,5 +250,8 @@ def users_token(
             _fail(ValueError(f"用户 {name} 已停用 / user is inactive"), 1)
         token, rec = service.issue_token(session, user=user, ttl=timedelta(hours=hours), label=label or "cli")
         session.commit()
+        logging.getLogger("triage.auth.service").info(
+            "token issued: for %s (label %s, until %s) by %s", user.username, rec.label,
+            rec.expires_at.isoformat(timespec="minutes"), _actor())
         err.print(f"令牌有效至 {rec.expires_at.isoformat(timespec='minutes')}，只显示这一次 / shown once:")
         print(token)
