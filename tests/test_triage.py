@@ -261,6 +261,26 @@ def test_the_unit_a_complaint_asks_for_overrules_similar_cases(tmp_path, embedde
     assert (asked.unit_type, asked.unit_decided_by) == ("public_security", "来电提及「派出所」")
 
 
+def test_a_past_order_at_the_same_place_about_the_same_problem_is_marked(tmp_path, embedder):
+    """Relapses were flagged only among complaints in the queue: the same restaurant in the imported history went
+    unremarked. A similar past case at the same place about the same problem is now marked as a repeat."""
+    store = _store(tmp_path)
+    rows = _cases("H", ["市民来电反映：石潭路88号老王烧烤店油烟直排，熏得楼上住户没法开窗，请城管核实处理。",
+                        "市民来电反映：江夏村东街12号湘味小炒油烟很大，请城管核实处理。"],
+                  "air", "air.cooking_fumes", "urban_management")
+    rows += _cases("N", ["市民来电反映：石潭路88号楼下有人深夜大声喧哗，请公安局核实处理。"], "noise",
+                   "noise.social_life", "public_security", start=5)
+    store_cases(rows, store=store, embedder=embedder)
+    triager = Triager(store=store, embedder=embedder, settings=Settings(data_dir=tmp_path))
+    s = triager.suggest("石潭路88号的烧烤店又在排油烟了，晚上熏得不行，请处理。")
+    assert s.subtype == "air.cooking_fumes"
+    marked = {c.id: c.same_place for c in s.similar_cases}
+    assert marked == {"H0": True, "H1": False, "N0": False}, marked  # another shop; the same place, not fumes
+    # An address given beside the text counts as the place.
+    s = triager.suggest("烧烤店又在排油烟了，晚上熏得不行，请处理。", address="白云区石潭路88号")
+    assert {c.id for c in s.similar_cases if c.same_place} == {"H0"}
+
+
 def test_an_order_that_is_not_ours_goes_to_the_unit_whose_duty_it_names(tmp_path, embedder):
     """Not-ours orders as a whole went to the street office here; one about 户口 goes to 公安 by its statutory duty
     (rule R90), until this office's own 户口 orders clearly went elsewhere."""

@@ -163,6 +163,26 @@ def test_case_page_says_whether_the_llm_member_took_part(app, client, monkeypatc
         assert shown in client.get(f"/complaints/{cid}").text
 
 
+def test_case_page_marks_a_past_order_at_the_same_place(app, client, monkeypatch):
+    from triage.api import deps
+
+    triager = app.dependency_overrides[deps.get_triager]()
+    plain = triager.suggest
+    cid = intake(client, NOISE)
+    assert "历史重复" not in client.get(f"/complaints/{cid}").text
+
+    def repeated(text, **kw):
+        s = plain(text, **kw)
+        return s.model_copy(update={"similar_cases": [s.similar_cases[0].model_copy(update={"same_place": True})]})
+
+    monkeypatch.setattr(triager, "suggest", repeated)
+    cid = intake(client, NOISE + "又开始了")
+    html = client.get(f"/complaints/{cid}").text
+    assert "历史重复：同一地点同类问题此前已有 1 件工单" in html
+    assert '<span class="badge badge-relapse">同一地点</span> 夜间工地打桩施工噪音扰民' in html
+    assert client.get(f"/api/complaints/{cid}").json()["suggestion"]["similar_cases"][0]["same_place"] is True
+
+
 def test_accept_then_override_elsewhere_and_refusals_keep_the_form(app, client):
     a = intake(client, FUMES)
     r = post(client, f"/complaints/{a}/assign", {"action": "accept"})

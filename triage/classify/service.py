@@ -498,7 +498,8 @@ class Triager:
             similar_cases=[SimilarCase(id=h["id"], text=h["text"][:500], pollution_type=h.get("pollution_type"),
                                        subtype=h.get("subtype") or None, unit_type=h.get("unit_type") or None,
                                        unit_raw=h.get("unit_raw") or None, reply=(h.get("reply") or None),
-                                       similarity=round(h["similarity"], 4)) for h in hits[:5]],
+                                       similarity=round(h["similarity"], 4),
+                                       same_place=_repeats(text, address, ptype, subtype, h)) for h in hits[:5]],
             regulations=regulations, versions=versions,
         )
 
@@ -606,6 +607,16 @@ class Triager:
             if len(out) >= K_REGULATIONS // 2 + 1:
                 break
         return out
+
+
+def _repeats(text: str, address: str | None, ptype: str, subtype: str, case: dict) -> bool:
+    """A past case at the same place about the same problem, by the test that flags relapses in the queue."""
+    from triage.queue import duplicates as dup
+
+    other = case.get("text") or ""
+    return dup.is_relapse(dup.text_similarity(text, other),
+                          dup.place_similarity(address, text, case.get("address") or None, other),
+                          dup.same_problem(ptype, subtype, case.get("pollution_type"), case.get("subtype")))
 
 
 def _llm_member(settings: Settings):

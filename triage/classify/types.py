@@ -21,6 +21,10 @@ class SimilarCase(BaseModel):
     unit_raw: str | None = None
     reply: str | None = None
     similarity: float
+    # The same place and the same kind of problem as the complaint (the relapse test of triage/queue/duplicates.py):
+    # a past order of the office's history repeated. Relapses are flagged only among complaints in the queue;
+    # this says so for the imported history too.
+    same_place: bool = False
 
 
 class CitedRegulation(BaseModel):
