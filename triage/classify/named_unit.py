@@ -29,7 +29,7 @@ PRIOR_COUNTS = 10.0
 MENTION_PRIOR_COUNTS = 0.3  # a unit merely mentioned is a much weaker hint than one asked for
 SMOOTHING = 0.1  # per unit, so that no unit is ruled out by a name alone
 SHRINK = 2.0  # pseudo-counts a finer level of history borrows from the coarser one
-QUOTE_MIN_CASES = 5  # the reason shown quotes a level of history with at least this many orders where one has
+QUOTE_MIN_CASES = 5  # the reason shown quotes the finest level of history that has at least this many orders
 
 
 @dataclass(frozen=True)
