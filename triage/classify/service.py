@@ -26,6 +26,7 @@ from triage.classify.tuning import load_tuned_encoder, read_manifest, tuned_stam
 from triage.classify.types import Alternative, CitedRegulation, SimilarCase, Suggestion
 from triage.embeddings import complaint_for_embedding
 from triage.kb.store import CASES, REGULATIONS, KnowledgeStore
+from triage.queue import duplicates as dup
 from triage.settings import Settings, get_settings
 from triage.taxonomy import NON_ROUTING_UNITS, NOT_ENV, UNIT_TYPES, Taxonomy, get_taxonomy
 
@@ -611,8 +612,6 @@ class Triager:
 
 def _repeats(text: str, address: str | None, ptype: str, subtype: str, case: dict) -> bool:
     """A past case at the same place about the same problem, by the test that flags relapses in the queue."""
-    from triage.queue import duplicates as dup
-
     other = case.get("text") or ""
     return dup.is_relapse(dup.text_similarity(text, other),
                           dup.place_similarity(address, text, case.get("address") or None, other),
